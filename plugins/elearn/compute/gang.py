@@ -1,0 +1,60 @@
+"""What a gang is: W workers that start together or not at all."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from elearn.errors import InvalidInput
+
+NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,50}[a-z0-9])?$")
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Per-worker request: CPU cores, memory (Kubernetes quantity) and whole GPUs."""
+
+    cpu: float = 1.0
+    memory: str = "2Gi"
+    gpu: int = 0
+
+    def __post_init__(self):
+        if self.cpu <= 0:
+            raise InvalidInput(f"cpu request {self.cpu} must be positive")
+        if self.gpu < 0 or int(self.gpu) != self.gpu:
+            raise InvalidInput(f"gpu request {self.gpu} must be a whole non-negative number (GPUs are never shared)")
+
+
+@dataclass(frozen=True)
+class GangSpec:
+    """One gang: ``workers`` copies of ``python -m <module> <args>`` with the same resources."""
+
+    name: str
+    workers: int
+    module: str
+    args: tuple[str, ...] = ()
+    resources: Resources = field(default_factory=Resources)
+    env: dict[str, str] = field(default_factory=dict)
+    image: str | None = None
+    schedule_timeout_s: float = 600.0
+    max_restarts: int = 0
+    team: str = "default"
+
+    def __post_init__(self):
+        if not NAME_RE.match(self.name):
+            raise InvalidInput(f"gang name {self.name!r} must be lower-case letters, digits and '-' (max 52)")
+        if self.workers < 1:
+            raise InvalidInput(f"gang {self.name}: workers must be at least 1, got {self.workers}")
+        if not re.match(r"^[A-Za-z_][\w.]*$", self.module):
+            raise InvalidInput(f"gang {self.name}: module {self.module!r} is not a Python module path")
+        if self.schedule_timeout_s <= 0:
+            raise InvalidInput(f"gang {self.name}: schedule_timeout_s must be positive")
+
+
+@dataclass(frozen=True)
+class GangResult:
+    name: str
+    workers: int
+    run_prefix: str
+    seconds: float
+    exit_codes: list[int]

@@ -1,0 +1,122 @@
+"""elearn's configuration, read in one place.
+
+Order: ``AIRFLOW__ELEARN__<KEY>`` environment variables, then the ``[elearn]`` section of
+``$AIRFLOW_HOME/airflow.cfg`` (parsed as a plain INI file, so gang workers, Bentos and the
+CLI never import Airflow), then the embedded defaults below, all rooted at ``ELEARN_HOME``
+(default ``./.elearn``).
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from elearn.errors import ConfigError
+
+ENV_PREFIX = "AIRFLOW__ELEARN__"
+
+# key -> (default template, help). Templates may use {home}.
+KEYS: dict[str, tuple[str, str]] = {
+    "database_url": ("sqlite:///{home}/elearn.db", "SQLAlchemy URL of elearn's database (registry, datastore catalog)"),
+    "object_store": ("file://{home}/objectstore", "root URI of the object store: file:///path or s3://bucket/prefix"),
+    "staging_dir": ("{home}/staging", "local folder where Spark writes Parquet before it is committed"),
+    "bentoml_home": ("{home}/bentoml", "BENTOML_HOME for the model and Bento stores"),
+    "spark_master": ("local[*]", "Spark master URL (local[*], spark://host:7077, k8s://...)"),
+    "spark_driver_memory": ("2g", "spark.driver.memory"),
+    "spark_shuffle_partitions": ("4", "spark.sql.shuffle.partitions"),
+    "compute_driver": ("local", "where gangs run: local (processes on this host) or kubernetes"),
+    "local_slots": ("4", "gang worker slots on this host (local driver)"),
+}
+
+
+def elearn_home() -> Path:
+    return Path(os.environ.get("ELEARN_HOME", ".elearn")).resolve()
+
+
+def _airflow_cfg_section() -> dict[str, str]:
+    airflow_home = os.environ.get("AIRFLOW_HOME") or str(elearn_home() / "airflow")
+    path = Path(airflow_home) / "airflow.cfg"
+    if not path.is_file():
+        return {}
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read(path)
+    except configparser.Error as e:
+        raise ConfigError(f"cannot parse {path}: {e}; fix the file or remove its [elearn] section") from e
+    return dict(parser["elearn"]) if parser.has_section("elearn") else {}
+
+
+def get(key: str) -> str:
+    """The value of one configuration key (see ``KEYS``)."""
+    if key not in KEYS:
+        raise ConfigError(f"unknown elearn configuration key {key!r}; known keys: {', '.join(KEYS)}")
+    env = os.environ.get(ENV_PREFIX + key.upper())
+    if env:
+        return env
+    cfg = _airflow_cfg_section().get(key)
+    if cfg:
+        return cfg
+    return KEYS[key][0].format(home=elearn_home())
+
+
+@dataclass(frozen=True)
+class ElearnConfig:
+    """A resolved, validated configuration snapshot."""
+
+    home: Path
+    database_url: str
+    object_store: str
+    staging_dir: Path
+    bentoml_home: Path
+    spark_master: str
+    spark_driver_memory: str
+    spark_shuffle_partitions: int
+    compute_driver: str
+    local_slots: int
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not (self.object_store.startswith("file://") or self.object_store.startswith("s3://")):
+            raise ConfigError(
+                f"object_store {self.object_store!r} must start with file:// or s3://; "
+                f"set {ENV_PREFIX}OBJECT_STORE"
+            )
+        if self.compute_driver not in ("local", "kubernetes"):
+            raise ConfigError(
+                f"compute_driver {self.compute_driver!r} is not one of local, kubernetes; "
+                f"set {ENV_PREFIX}COMPUTE_DRIVER"
+            )
+        if self.spark_shuffle_partitions < 1 or self.local_slots < 1:
+            raise ConfigError("spark_shuffle_partitions and local_slots must be positive integers")
+
+    @property
+    def catalog_properties(self) -> dict[str, str]:
+        """pyiceberg SQL-catalog properties: the catalog lives in elearn's database."""
+        return {"uri": self.database_url, "warehouse": self.object_store.rstrip("/") + "/warehouse"}
+
+
+def _int(key: str) -> int:
+    raw = get(key)
+    try:
+        return int(raw)
+    except ValueError as e:
+        raise ConfigError(f"{ENV_PREFIX}{key.upper()}={raw!r} is not an integer") from e
+
+
+def load() -> ElearnConfig:
+    """Resolve every key now (environment and airflow.cfg may change between calls)."""
+    home = elearn_home()
+    return ElearnConfig(
+        home=home,
+        database_url=get("database_url"),
+        object_store=get("object_store"),
+        staging_dir=Path(get("staging_dir")),
+        bentoml_home=Path(get("bentoml_home")),
+        spark_master=get("spark_master"),
+        spark_driver_memory=get("spark_driver_memory"),
+        spark_shuffle_partitions=_int("spark_shuffle_partitions"),
+        compute_driver=get("compute_driver"),
+        local_slots=_int("local_slots"),
+    )

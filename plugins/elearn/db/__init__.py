@@ -1,0 +1,5 @@
+"""elearn's one database: engine creation and Alembic migrations."""
+
+from elearn.db.engine import get_engine, session_scope, upgrade
+
+__all__ = ["get_engine", "session_scope", "upgrade"]

@@ -1,0 +1,78 @@
+"""Engines for elearn's database (SQLite in WAL mode by default, PostgreSQL in production)."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from pathlib import Path
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from elearn import config
+
+_engines: dict[str, Engine] = {}
+_upgraded: set[str] = set()
+_lock = threading.Lock()
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def _make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def get_engine(url: str | None = None, migrate: bool = True) -> Engine:
+    """The engine for ``url`` (default: configured ``database_url``), migrated to head once."""
+    url = url or config.get("database_url")
+    with _lock:
+        if url not in _engines:
+            _engines[url] = _make_engine(url)
+        engine = _engines[url]
+        if migrate and url not in _upgraded:
+            upgrade(engine)
+            _upgraded.add(url)
+    return engine
+
+
+def upgrade(engine: Engine) -> None:
+    """Run Alembic migrations to head on ``engine``."""
+    from alembic import command
+    from alembic.config import Config
+
+    here = Path(__file__).parent
+    cfg = Config()
+    cfg.set_main_option("script_location", str(here / "migrations"))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+@contextlib.contextmanager
+def session_scope(engine: Engine | None = None):
+    """A session that commits on success and rolls back on error."""
+    factory = sessionmaker(bind=engine or get_engine(), expire_on_commit=False)
+    session: Session = factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()

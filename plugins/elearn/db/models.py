@@ -1,0 +1,6 @@
+"""All ORM tables, imported so that ``Base.metadata`` is complete for Alembic."""
+
+from elearn.db.base import Base
+from elearn.registry import dbmodels  # noqa: F401  (registers the registry tables)
+
+__all__ = ["Base"]

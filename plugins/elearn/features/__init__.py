@@ -1,0 +1,1 @@
+"""Feature definitions shared by training programs and Bento services (one definition each)."""

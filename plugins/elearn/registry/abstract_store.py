@@ -1,0 +1,53 @@
+"""The contract of a model-registry store."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+from elearn.registry.entities import AliasChange, ModelVersion
+
+
+class AbstractRegistryStore(ABC):
+    @abstractmethod
+    def create_version(self, model_name: str, *, params: dict, metrics: dict, lineage: dict,
+                       dag_run_id: str | None) -> ModelVersion:
+        """Create the registered model if needed and a new PENDING version.
+
+        The version number is the next free one for this model, assigned inside the
+        transaction; concurrent writers get distinct numbers (retry on a unique clash).
+        """
+
+    @abstractmethod
+    def finish_version(self, model_name: str, version: int, *, artifact_uri: str, files: dict) -> ModelVersion:
+        """Mark a PENDING version READY with its artifact location and per-file checksums.
+
+        Raises ``NotFound`` for an unknown version, ``Conflict`` if it is not PENDING.
+        """
+
+    @abstractmethod
+    def fail_version(self, model_name: str, version: int, message: str) -> ModelVersion:
+        """Mark a PENDING version FAILED with the reason."""
+
+    @abstractmethod
+    def get_version(self, model_name: str, version: int) -> ModelVersion:
+        """One version; ``NotFound`` naming the model and version if absent."""
+
+    @abstractmethod
+    def list_versions(self, model_name: str | None = None, *, dag_run_id: str | None = None) -> list[ModelVersion]:
+        """Versions, newest first, optionally of one model and/or one DAG run."""
+
+    @abstractmethod
+    def set_alias(self, model_name: str, alias: str, version: int, *, changed_by: str = "") -> AliasChange:
+        """Point ``alias`` at a READY version and append the change to the alias history."""
+
+    @abstractmethod
+    def get_by_alias(self, model_name: str, alias: str) -> ModelVersion:
+        """The version an alias points at; ``NotFound`` if the alias is unset."""
+
+    @abstractmethod
+    def alias_history(self, model_name: str, alias: str | None = None) -> list[AliasChange]:
+        """Alias changes, oldest first."""
+
+    @abstractmethod
+    def set_bento_tag(self, model_name: str, version: int, bento_tag: str) -> ModelVersion:
+        """Record the Bento built for a version."""

@@ -1,0 +1,166 @@
+"""Flight-delay classifier, trained by a gang under MultiWorkerMirroredStrategy.
+
+Run by a gang driver as ``python -m training_jobs.train_flights ARGS`` with TF_CONFIG and
+the ELEARN_* variables set (elearn.compute.worker). Reads the datastore by table name and
+snapshot id, trains on ``--train-months`` with a custom loop (Keras 3 ``fit`` does not work
+under MultiWorkerMirroredStrategy), and the chief writes the model, its feature spec,
+lookup tables and held-out metrics under ``<run prefix>/model/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from elearn.compute.worker import MetricsLog, WorkerContext
+from elearn.datastores.catalog import read_datastore
+from elearn.features.flights import CATEGORICAL_FEATURES, LABEL, NUMERIC_FEATURES, FeatureSpec, Lookups
+
+MODEL_FILE = "model.keras"
+SPEC_FILE = "feature_spec.json"
+METRICS_FILE = "metrics.json"
+
+
+def months(text: str) -> list[int]:
+    out: list[int] = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        out.extend(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--datastore", default="flight_features")
+    p.add_argument("--snapshot-id", type=int, default=None)
+    p.add_argument("--train-months", type=months, default=months("1-10"))
+    p.add_argument("--test-months", type=months, default=months("11-12"))
+    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--batch-size", type=int, default=1024, help="global batch size")
+    p.add_argument("--learning-rate", type=float, default=0.003)
+    p.add_argument("--hidden-units", type=int, default=64)
+    p.add_argument("--seed", type=int, default=7)
+    return p.parse_args(argv)
+
+
+def build_model(keras, spec: FeatureSpec, hidden: int):
+    numeric = keras.Input(shape=(len(NUMERIC_FEATURES),), name="numeric")
+    inputs, parts = {"numeric": numeric}, [numeric]
+    for col in CATEGORICAL_FEATURES:
+        cat = keras.Input(shape=(), dtype="int32", name=col)
+        size = spec.vocab_size(col)
+        dim = int(min(8, max(2, round(size ** 0.5))))
+        parts.append(keras.layers.Embedding(size, dim, name=f"emb_{col}")(cat))
+        inputs[col] = cat
+    x = keras.layers.Concatenate()(parts)
+    x = keras.layers.Dense(hidden, activation="relu")(x)
+    x = keras.layers.Dense(hidden // 2, activation="relu")(x)
+    out = keras.layers.Dense(1, activation="sigmoid", name="p_delayed")(x)
+    return keras.Model(inputs=inputs, outputs=out, name="flight_delay")
+
+
+def evaluate(y: np.ndarray, p: np.ndarray) -> dict:
+    from sklearn.metrics import log_loss, roc_auc_score
+
+    base = float(y.mean())
+    return {"auc": float(roc_auc_score(y, p)), "log_loss": float(log_loss(y, p, labels=[0, 1])),
+            "base_rate": base, "base_log_loss": float(log_loss(y, np.full_like(p, base), labels=[0, 1])),
+            "rows": int(len(y))}
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    ctx = WorkerContext.from_env()
+    log = MetricsLog(ctx)
+    started = time.time()
+
+    import keras
+    import tensorflow as tf
+
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    keras.utils.set_random_seed(args.seed)
+
+    df = read_datastore(args.datastore, args.snapshot_id).to_pandas()
+    train = df[df["month"].isin(args.train_months)].sort_values("flight_id").reset_index(drop=True)
+    test = df[df["month"].isin(args.test_months)].sort_values("flight_id").reset_index(drop=True)
+    if len(train) == 0 or len(test) == 0:
+        print(f"no rows for train months {args.train_months} or test months {args.test_months}", file=sys.stderr)
+        return 2
+    spec = FeatureSpec.fit(train)
+    x_train = spec.transform(train)
+    y_train = train[LABEL].to_numpy(dtype="float32")
+
+    global_batch = args.batch_size
+    if global_batch % ctx.num_workers:
+        global_batch += ctx.num_workers - global_batch % ctx.num_workers
+    per_worker = global_batch // ctx.num_workers
+    steps_per_epoch = max(1, len(y_train) // global_batch)
+    print(f"worker {ctx.index}/{ctx.num_workers}: {len(train)} train rows, {len(test)} test rows, "
+          f"{steps_per_epoch} steps/epoch, global batch {global_batch}", flush=True)
+
+    def dataset_fn(input_context):
+        ds = tf.data.Dataset.from_tensor_slices((x_train, y_train))
+        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+        ds = ds.shuffle(min(len(y_train), 100_000), seed=args.seed, reshuffle_each_iteration=True).repeat()
+        return ds.batch(input_context.get_per_replica_batch_size(global_batch), drop_remainder=True).prefetch(2)
+
+    dist_ds = strategy.distribute_datasets_from_function(dataset_fn)
+    with strategy.scope():
+        model = build_model(keras, spec, args.hidden_units)
+        optimizer = keras.optimizers.Adam(learning_rate=args.learning_rate)
+
+    def step_fn(features, labels):
+        with tf.GradientTape() as tape:
+            p = tf.squeeze(model(features, training=True), axis=-1)
+            per_example = keras.losses.binary_crossentropy(labels[:, None], p[:, None])
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+
+    @tf.function
+    def train_steps(iterator, steps):
+        total = tf.constant(0.0)
+        for _ in tf.range(steps):
+            features, labels = next(iterator)
+            losses = strategy.run(step_fn, args=(features, labels))
+            total += strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
+        return total / tf.cast(steps, tf.float32)
+
+    iterator = iter(dist_ds)
+    for epoch in range(1, args.epochs + 1):
+        t0 = time.time()
+        loss = float(train_steps(iterator, tf.constant(steps_per_epoch)))
+        print(f"epoch {epoch}/{args.epochs} loss={loss:.6f} ({time.time() - t0:.1f}s, per-worker batch {per_worker})",
+              flush=True)
+        log.append(epoch=epoch, loss=loss, seconds=time.time() - t0)
+        log.heartbeat(epoch=epoch)
+
+    if not ctx.is_chief:
+        return 0
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        model.save(out / MODEL_FILE)
+        (out / SPEC_FILE).write_text(spec.to_json())
+        Lookups.from_datastore(df).save(out)
+        # held-out metrics come from the saved file reloaded, i.e. from what will be served
+        reloaded = keras.models.load_model(out / MODEL_FILE)
+        p = reloaded.predict(spec.transform(test), batch_size=4096, verbose=0).reshape(-1)
+        metrics = evaluate(test[LABEL].to_numpy(), p)
+        metrics.update(train_rows=int(len(train)), final_loss=loss, train_seconds=time.time() - started)
+        (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2, sort_keys=True))
+        for path in sorted(out.iterdir()):
+            ctx.store.put_file(path, f"{ctx.run_prefix}/model/{path.name}")
+    print(f"held-out auc={metrics['auc']:.4f} log_loss={metrics['log_loss']:.4f} "
+          f"(base rate {metrics['base_rate']:.3f}, base log loss {metrics['base_log_loss']:.4f})", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
