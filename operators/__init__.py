@@ -1,0 +1,10 @@
+"""Airflow operators: thin classes over ``elearn`` (no business logic of their own)."""
+
+from operators.datastore import RegisterDatastoreOperator
+from operators.gang import GangTrainingOperator
+from operators.registry import RegisterModelOperator
+from operators.serving import BuildBentoOperator
+from operators.spark import SparkPreprocessOperator
+
+__all__ = ["BuildBentoOperator", "GangTrainingOperator", "RegisterDatastoreOperator", "RegisterModelOperator",
+           "SparkPreprocessOperator"]

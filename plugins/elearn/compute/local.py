@@ -118,7 +118,7 @@ class LocalDriver(GangDriver):
         while True:
             codes = [p.poll() for p in self._procs]
             failed = [(i, c) for i, c in enumerate(codes) if c not in (None, 0)]
-            if self._stopped and not failed:
+            if self._stopped:
                 raise GangFailed(f"gang {spec.name} was stopped before it finished")
             if failed:
                 i, code = failed[0]

@@ -1,0 +1,56 @@
+# elearn: `make demo` runs the nightly pipeline end to end; `make test` runs the tests.
+# Both create .venv from the pinned lock file when it is missing (quick when present).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+STAMP := $(VENV)/.installed
+
+export ELEARN_HOME ?= $(CURDIR)/.elearn
+export AIRFLOW_HOME ?= $(ELEARN_HOME)/airflow
+export AIRFLOW__CORE__DAGS_FOLDER ?= $(CURDIR)/dags
+export AIRFLOW__CORE__LOAD_EXAMPLES ?= False
+export BENTOML_DO_NOT_TRACK ?= True
+export PATH := $(BIN):$(PATH)
+
+PYTEST_ARGS ?=
+
+.PHONY: venv demo test test-heavy up clean system-deps help
+
+help:
+	@echo "make demo   - run the nightly retraining DAG once (real Airflow, Spark, TensorFlow, BentoML) and serve it"
+	@echo "make test   - run the test suite"
+	@echo "make up     - start airflow standalone (UI on http://127.0.0.1:8080) with the elearn DAGs and plugin"
+	@echo "make clean  - delete ELEARN_HOME ($(ELEARN_HOME)): databases, object store, Bentos, Airflow state"
+
+# Java runs Spark; install it from Debian when missing (sessions and CI run as root).
+system-deps:
+	@command -v java >/dev/null || { echo "installing Java (Spark needs it)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless; }
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	@echo "installing the pinned requirements into $(VENV) (first time: a few minutes)"
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.lock
+	$(VENV)/bin/pip install -q --disable-pip-version-check --no-deps -e .
+	$(VENV)/bin/pip check
+	@touch $@
+
+venv: $(STAMP)
+
+demo: venv system-deps
+	$(BIN)/elearn demo
+
+test: venv system-deps
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-heavy: venv system-deps
+	$(BIN)/pytest -m heavy $(PYTEST_ARGS)
+
+up: venv system-deps
+	$(BIN)/airflow db migrate >/dev/null
+	@echo "Airflow UI: http://127.0.0.1:8080  (user admin; password in $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated)"
+	$(BIN)/airflow standalone
+
+clean:
+	rm -rf "$(ELEARN_HOME)"

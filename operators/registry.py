@@ -1,0 +1,45 @@
+"""RegisterModelOperator: a trained gang's output → a READY registry version with lineage."""
+
+from __future__ import annotations
+
+from airflow.sdk import BaseOperator
+
+
+class RegisterModelOperator(BaseOperator):
+    """Publish the model written by a gang as a new version of ``model_name`` and point
+    ``alias`` at it (so no clean-up removes what is about to be served)."""
+
+    template_fields = ("training", "datastore_snapshot", "params_record")
+
+    def __init__(self, *, model_name: str, training, datastore_snapshot, params_record: dict | None = None,
+                 alias: str | None = "candidate", **kwargs):
+        super().__init__(**kwargs)
+        self.model_name = model_name
+        self.training = training
+        self.datastore_snapshot = datastore_snapshot
+        self.params_record = params_record or {}
+        self.alias = alias
+
+    def execute(self, context):
+        from elearn.codeversion import code_version
+        from elearn.objectstore import default_store
+        from elearn.registry import get_store, publish_version
+
+        store = get_store()
+        lineage = {
+            "datastore": self.datastore_snapshot["datastore"],
+            "snapshot_id": self.datastore_snapshot["snapshot_id"],
+            "datastore_rows": self.datastore_snapshot["rows"],
+            "dag_id": self.dag_id, "dag_run_id": context["run_id"], "task_id": self.task_id,
+            "code_version": code_version(), "workers": self.training["workers"],
+            "gang_seconds": self.training["seconds"], "run_prefix": self.training["run_prefix"],
+            "image": None,
+        }
+        mv = publish_version(store, default_store(), self.model_name, self.training["model_prefix"],
+                             params=self.params_record, metrics=self.training["metrics"], lineage=lineage,
+                             dag_run_id=context["run_id"])
+        if self.alias:
+            store.set_alias(self.model_name, self.alias, mv.version, changed_by=f"{self.dag_id}/{context['run_id']}")
+        self.log.info("registered %s v%d: auc=%.4f log_loss=%.4f", mv.model_name, mv.version,
+                      mv.metrics.get("auc", float("nan")), mv.metrics.get("log_loss", float("nan")))
+        return {"model_name": mv.model_name, "version": mv.version, "artifact_uri": mv.artifact_uri}

@@ -1,0 +1,37 @@
+"""SparkPreprocessOperator: a PySpark job from spark_jobs/ over landed raw tables."""
+
+from __future__ import annotations
+
+import re
+
+from airflow.sdk import BaseOperator
+
+
+def run_dir_name(run_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)
+
+
+class SparkPreprocessOperator(BaseOperator):
+    """Verify the landed raw files, run ``job`` with ``--<table> <uri>`` for each and
+    ``--output <staging folder>``; return ``{"staged": folder, "rows": n}``."""
+
+    template_fields = ("raw_prefix", "job_args")
+
+    def __init__(self, *, job: str, raw_prefix: str, job_args: list | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.job = job
+        self.raw_prefix = raw_prefix
+        self.job_args = job_args or []
+
+    def execute(self, context):
+        from elearn import config
+        from elearn.objectstore import default_store
+        from elearn.rawdata import verify_landed
+        from elearn.spark_submit import submit
+
+        inputs = verify_landed(default_store(), self.raw_prefix)
+        staged = config.load().staging_dir / self.dag_id / run_dir_name(context["run_id"]) / self.task_id
+        args = [a for table, uri in inputs.items() for a in (f"--{table}", uri)]
+        args += ["--output", str(staged), *[str(a) for a in self.job_args]]
+        result = submit(self.job, args, on_line=self.log.info)
+        return {"staged": str(staged), "rows": int(result.get("rows", 0))}

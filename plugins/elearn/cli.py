@@ -1,0 +1,146 @@
+"""The ``elearn`` command line. Never imports Airflow; bad input → one line, exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from elearn.errors import ElearnError
+
+
+def _print_json(obj) -> None:
+    print(json.dumps(obj, indent=2, sort_keys=True, default=str))
+
+
+def cmd_demo(a) -> int:
+    from elearn import demo
+
+    conf = {"sample_fraction": a.sample_fraction, "epochs": a.epochs, "workers": a.workers}
+    return demo.main(conf)
+
+
+def cmd_serve(a) -> int:
+    from elearn.registry import get_store
+    from elearn.serving.local_serve import BentoServer
+
+    store = get_store()
+    if a.dag_run_id:
+        versions = store.list_versions(a.model, dag_run_id=a.dag_run_id)
+        if not versions:
+            raise ElearnError(f"no version of {a.model} was registered by DAG run {a.dag_run_id!r}")
+        mv = versions[0]
+    elif a.version:
+        mv = store.get_version(a.model, a.version)
+    else:
+        mv = store.get_by_alias(a.model, a.alias)
+    if not mv.bento_tag:
+        raise ElearnError(f"{mv.model_name} v{mv.version} has no Bento yet; run the package task for it")
+    with BentoServer(mv.bento_tag, port=a.port) as server:
+        print(f"serving {mv.bento_tag} ({mv.model_name} v{mv.version}) at {server.url}", flush=True)
+        if a.once:
+            from elearn.demo import sample_request
+
+            request = sample_request(mv.lineage, mv.params.get("test_months", "11-12"))
+            request.pop("actually_delayed")
+            _print_json({"request": request, "answer": server.predict([request])[0]})
+            return 0
+        try:
+            server.proc.wait()
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def cmd_model_ls(a) -> int:
+    from elearn.registry import get_store
+
+    versions = get_store().list_versions(a.model)
+    if a.json:
+        _print_json([v.__dict__ for v in versions])
+        return 0
+    print(f"{'model':<16}{'ver':>4}  {'status':<8}{'auc':>7}  {'aliases':<12}{'bento':<20}dag run")
+    for v in versions:
+        auc = v.metrics.get("auc")
+        print(f"{v.model_name:<16}{v.version:>4}  {v.status:<8}{(f'{auc:.4f}' if auc else '-'):>7}  "
+              f"{','.join(v.aliases) or '-':<12}{v.bento_tag or '-':<20}{v.dag_run_id or '-'}")
+    return 0
+
+
+def cmd_model_show(a) -> int:
+    from elearn.registry import get_store
+
+    _print_json(get_store().get_version(a.model, a.version).__dict__)
+    return 0
+
+
+def cmd_datastore_ls(a) -> int:
+    from elearn.datastores import get_catalog
+
+    catalog = get_catalog()
+    rows = []
+    for ident in catalog.list_tables("datastores") if ("datastores",) in catalog.list_namespaces() else []:
+        table = catalog.load_table(ident)
+        snap = table.current_snapshot()
+        rows.append({"name": ".".join(ident), "snapshots": len(table.snapshots()),
+                     "current_snapshot": snap.snapshot_id if snap else None,
+                     "rows": int(snap.summary["total-records"]) if snap else 0})
+    if a.json:
+        _print_json(rows)
+    else:
+        for r in rows:
+            print(f"{r['name']:<32}{r['rows']:>10} rows  {r['snapshots']:>3} snapshots  current {r['current_snapshot']}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="elearn", description="elearn: batch ML platform inside Apache Airflow")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("demo", help="run the nightly DAG once, serve its Bento, print a summary")
+    d.add_argument("--sample-fraction", type=float, default=1.0)
+    d.add_argument("--epochs", type=int, default=4)
+    d.add_argument("--workers", type=int, default=2)
+    d.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("serve", help="serve a version's Bento on 127.0.0.1")
+    s.add_argument("--model", default="flight_delay")
+    g = s.add_mutually_exclusive_group()
+    g.add_argument("--dag-run-id", help="the version registered by this DAG run")
+    g.add_argument("--version", type=int)
+    g.add_argument("--alias", default="candidate")
+    s.add_argument("--port", type=int, default=None)
+    s.add_argument("--once", action="store_true", help="send one real held-out flight, print the answer, stop")
+    s.set_defaults(func=cmd_serve)
+
+    m = sub.add_parser("model", help="model versions").add_subparsers(dest="sub", required=True)
+    ls = m.add_parser("ls")
+    ls.add_argument("model", nargs="?")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=cmd_model_ls)
+    show = m.add_parser("show")
+    show.add_argument("model")
+    show.add_argument("version", type=int)
+    show.set_defaults(func=cmd_model_show)
+
+    ds = sub.add_parser("datastore", help="datastores").add_subparsers(dest="sub", required=True)
+    dls = ds.add_parser("ls")
+    dls.add_argument("--json", action="store_true")
+    dls.set_defaults(func=cmd_datastore_ls)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ElearnError as e:
+        print(f"elearn: {str(e).splitlines()[0] if e.http_status < 500 else e}", file=sys.stderr)
+        return 2 if e.http_status < 500 else 1
+    except KeyboardInterrupt:
+        print("elearn: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+import pytest
+
+from elearn import config
+from elearn.errors import ConfigError
+
+
+def test_defaults_are_rooted_at_elearn_home(elearn_home):
+    cfg = config.load()
+    assert cfg.home == elearn_home
+    assert cfg.database_url == f"sqlite:///{elearn_home}/elearn.db"
+    assert cfg.object_store == f"file://{elearn_home}/objectstore"
+    assert cfg.spark_master == "local[*]"
+    assert cfg.catalog_properties["warehouse"] == f"file://{elearn_home}/objectstore/warehouse"
+
+
+def test_environment_wins_over_airflow_cfg(elearn_home, monkeypatch):
+    cfg_file = elearn_home / "airflow" / "airflow.cfg"
+    cfg_file.parent.mkdir(parents=True)
+    cfg_file.write_text("[elearn]\nspark_master = spark://cfg:7077\nlocal_slots = 3\n")
+    assert config.load().spark_master == "spark://cfg:7077"
+    assert config.load().local_slots == 3
+    monkeypatch.setenv("AIRFLOW__ELEARN__SPARK_MASTER", "spark://env:7077")
+    assert config.load().spark_master == "spark://env:7077"
+
+
+def test_bad_values_name_the_key(elearn_home, monkeypatch):
+    monkeypatch.setenv("AIRFLOW__ELEARN__OBJECT_STORE", "ftp://x")
+    with pytest.raises(ConfigError, match="AIRFLOW__ELEARN__OBJECT_STORE"):
+        config.load()
+    monkeypatch.setenv("AIRFLOW__ELEARN__OBJECT_STORE", "file:///tmp/x")
+    monkeypatch.setenv("AIRFLOW__ELEARN__LOCAL_SLOTS", "many")
+    with pytest.raises(ConfigError, match="LOCAL_SLOTS='many' is not an integer"):
+        config.load()
+    with pytest.raises(ConfigError, match="unknown elearn configuration key 'nope'"):
+        config.get("nope")

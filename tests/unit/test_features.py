@@ -1,0 +1,75 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from elearn.features.flights import (CATEGORICAL_FEATURES, NUMERIC_FEATURES, WEATHER_FIELDS, FeatureSpec, Lookups,
+                                     derive)
+
+
+def rows(n=6):
+    rng = np.random.default_rng(0)
+    return pd.DataFrame({
+        "flight_id": [f"f{i}" for i in range(n)], "year": 2013, "month": [1, 1, 2, 2, 11, 12][:n],
+        "day": [1, 2, 3, 4, 5, 6][:n], "sched_dep_time": [515, 1230, 1959, 600, 2359, 5][:n],
+        "sched_arr_time": [830, 1500, 2200, 900, 300, 130][:n], "carrier": ["UA", "AA", "UA", "B6", "DL", "UA"][:n],
+        "flight": range(n), "tailnum": ["N1", "N2", None, "N1", "N3", "N2"][:n],
+        "origin": ["EWR", "JFK", "LGA", "EWR", "JFK", "LGA"][:n], "dest": ["IAH", "MIA", "ORD", "IAH", "LAX", "ORD"][:n],
+        "distance": [1400.0, 1089.0, 733.0, 1400.0, 2475.0, 733.0][:n],
+        **{w: rng.normal(10, 3, n) for w in WEATHER_FIELDS},
+        "plane_year": [2004.0, 1998.0, np.nan, 2004.0, 2010.0, 1998.0][:n],
+        "dest_lat": [29.98, 25.79, 41.98, 29.98, 33.94, 41.98][:n], "dest_lon": [-95.3, -80.3, -87.9, -95.3, -118.4, -87.9][:n],
+        "dest_alt": [97.0, 8.0, 668.0, 97.0, 126.0, 668.0][:n],
+        "delayed": [0, 1, 0, 1, 0, 1][:n],
+    })
+
+
+def test_derive_known_values():
+    d = derive(rows())
+    assert d.loc[0, "dep_hour"] == pytest.approx(5.25)
+    assert d.loc[1, "dep_hour_bucket"] == "12"
+    assert d.loc[0, "day_of_week"] == "1"  # 2013-01-01 was a Tuesday
+    assert d.loc[0, "plane_age"] == 9 and np.isnan(d.loc[2, "plane_age"]) and d.loc[2, "plane_missing"] == 1
+
+
+def test_spec_normalises_with_training_stats_and_maps_unseen_to_zero():
+    train = rows()
+    spec = FeatureSpec.fit(train)
+    x = spec.transform(train)
+    assert x["numeric"].shape == (6, len(NUMERIC_FEATURES)) and x["numeric"].dtype == np.float32
+    assert np.allclose(x["numeric"].mean(axis=0), 0, atol=1e-5)
+    assert set(x) == {"numeric", *CATEGORICAL_FEATURES}
+    new = rows(1).assign(carrier="ZZ", temp=np.nan)
+    y = spec.transform(new)
+    assert y["carrier"][0] == 0  # never seen in training
+    assert y["numeric"][0, NUMERIC_FEATURES.index("temp")] == pytest.approx(0.0)  # imputed with the mean
+    again = FeatureSpec.from_json(spec.to_json())
+    assert np.array_equal(again.transform(train)["numeric"], x["numeric"])
+
+
+def test_lookups_reproduce_the_datastore_columns(tmp_path):
+    table = rows()
+    lookups = Lookups.from_datastore(table)
+    lookups.save(tmp_path)
+    loaded = Lookups.load(tmp_path)
+    request = table[["year", "month", "day", "sched_dep_time", "sched_arr_time", "carrier", "flight", "tailnum",
+                     "origin", "dest"]]
+    enriched, sources = loaded.enrich(request)
+    assert sources == ["history"] * 6
+    for col in ["distance", "plane_year", "dest_lat", *WEATHER_FIELDS]:
+        assert np.allclose(enriched[col].to_numpy(float), table[col].to_numpy(float), equal_nan=True), col
+    spec = FeatureSpec.fit(table)
+    assert np.array_equal(spec.transform(enriched)["numeric"], spec.transform(table)["numeric"])
+
+
+def test_lookup_sources_request_and_none():
+    lookups = Lookups.from_datastore(rows())
+    req = pd.DataFrame([
+        {"year": 2013, "month": 1, "day": 1, "sched_dep_time": 515, "sched_arr_time": 830, "carrier": "UA",
+         "flight": 1, "tailnum": "N1", "origin": "EWR", "dest": "IAH", "temp": 99.0},
+        {"year": 2013, "month": 3, "day": 9, "sched_dep_time": 515, "sched_arr_time": 830, "carrier": "UA",
+         "flight": 1, "tailnum": "N9", "origin": "EWR", "dest": "XXX"},
+    ])
+    enriched, sources = lookups.enrich(req)
+    assert sources == ["request", "none"]
+    assert enriched.loc[0, "temp"] == 99.0 and np.isnan(enriched.loc[0, "dewp"])
+    assert np.isnan(enriched.loc[1, "temp"]) and np.isnan(enriched.loc[1, "plane_year"])

