@@ -21,7 +21,14 @@ from elearn.errors import ElearnError
 DAG_ID = "nightly_retraining"
 STAGES = ["land_raw", "preprocess", "register_datastore", "train", "register_model", "package"]
 SHOW = re.compile(r"\[DAG TEST\] (starting|end) task|\] epoch \d+/|held-out auc|committed snapshot|"
-                  r"registered .* v\d+|ELEARN_RESULT|Task failed|ERROR|Error:|DagRun Finished")
+                  r"registered .* v\d+: |Task failed|\[error")
+NOISE = re.compile(r"cuInit|cuda_platform|absl::")
+
+
+def tidy(line: str) -> str:
+    """A structlog line without its timestamp, level, logger name and source location."""
+    line = re.sub(r"^\S+ \[\w+\s*\] ", "", line.rstrip())
+    return re.sub(r"\s+\[[\w.]+\]( \w+=\S+)*$", "", line)
 
 
 def airflow_env() -> dict[str, str]:
@@ -56,8 +63,8 @@ def run_dag(conf: dict, log_path: Path, echo=print) -> str:
                 run_id = m.group(1)
             if re.search(r"^\w*(Error|Exception|GangFailed|DataError)\b.*: ", line):
                 errors.append(line.strip())
-            if SHOW.search(line):
-                echo("  " + re.sub(r"^\S+ \[\w+\s*\] ", "", line.rstrip())[:200])
+            if SHOW.search(line) and not NOISE.search(line):
+                echo("  " + tidy(line)[:200])
         code = proc.wait()
     if code != 0 or run_id is None:
         detail = errors[-1] if errors else "see the log"

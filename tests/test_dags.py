@@ -1,0 +1,16 @@
+"""Every DAG in dags/ loads into a real DagBag without import errors."""
+
+from tests.conftest import REPO
+
+
+def test_dagbag_has_no_import_errors(elearn_home):
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(REPO / "dags"))
+    assert bag.import_errors == {}
+    dag = bag.dags["nightly_retraining"]
+    assert [t.task_id for t in dag.topological_sort()] == [
+        "land_raw", "preprocess", "register_datastore", "train", "register_model", "package"]
+    assert dag.params["workers"] == 2 and dag.params["train_months"] == "1-10"
+    register = dag.get_task("register_datastore")
+    assert [a.name for a in register.outlets] == ["datastores.flight_features"]
