@@ -21,7 +21,7 @@ def staged(folder, table: pa.Table, files=2):
 
 def table(n=100, extra=None):
     cols = {"flight_id": [f"f{i}" for i in range(n)], "month": pa.array([i % 12 + 1 for i in range(n)], pa.int32()),
-            "delayed": pa.array([i % 4 == 0 for i in range(n)], pa.int32())}
+            "delayed": pa.array([int(i % 4 == 0) for i in range(n)], pa.int32())}
     cols.update(extra or {})
     return pa.table(cols)
 

@@ -147,7 +147,7 @@ def register_datastore(name: str, staged: Path, *, objects: ObjectStore, propert
         objects.put_file(f, key)
         uris.append(objects.uri(key))
     with table.transaction() as tx:
-        if mode == "replace":
+        if mode == "replace" and table.current_snapshot() is not None:
             # a nightly refresh: the new snapshot holds exactly this output (old snapshots stay readable)
             tx.delete(AlwaysTrue())
         tx.add_files(file_paths=uris, snapshot_properties=props)

