@@ -105,6 +105,9 @@ def test_served_answers_equal_the_offline_model(pipeline):
         missing = httpx.post(server.url + "/predict", json={"flights": [{k: v for k, v in records[0].items()
                                                                            if k != "origin"}]}, timeout=30)
         assert httpx.get(server.url + "/metrics", timeout=10).status_code == 200
+        tree = server.processes()
+        assert len(tree) >= 2  # the server and at least one worker
+    assert not [p for p in tree if p.is_running() and p.status() != "zombie"]  # nothing keeps the port
     assert len(answers) == 1000
     assert [a["flight_id"] for a in answers] == [r["flight_id"] for r in records]
     got = np.array([a["p_delayed"] for a in answers])

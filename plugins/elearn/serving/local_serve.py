@@ -71,10 +71,26 @@ class BentoServer:
             raise ElearnError(f"the Bento answered {response.status_code}: {response.text[:500]}")
         return response.json()
 
+    def processes(self) -> list:
+        """The server and every process below it (circus starts workers in sessions of their own,
+        so the process group alone does not reach them)."""
+        import psutil
+
+        if self.proc is None:
+            return []
+        try:
+            root = psutil.Process(self.proc.pid)
+            return [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
     def stop(self) -> None:
+        import psutil
+
         proc = self.proc
         if proc is None:
             return
+        tree = self.processes()
         for sig, wait_s in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
             if proc.poll() is not None:
                 break
@@ -86,11 +102,17 @@ class BentoServer:
                 proc.wait(timeout=wait_s)
             except subprocess.TimeoutExpired:
                 continue
-        # the group may still hold workers after the parent exited
+        # anything of the tree still alive (a worker in its own session, say) is killed too
         try:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+        for p in tree:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(tree, timeout=5)
 
     def __exit__(self, *exc) -> None:
         self.stop()
