@@ -36,7 +36,9 @@ def nightly_retraining():
 
         from elearn.objectstore import default_store
         from elearn.rawdata import land_nycflights13
+        from operators.connections import export_aws_credentials
 
+        export_aws_credentials()
         source = Path(params["raw_source_dir"]) if params["raw_source_dir"] else None
         manifest = land_nycflights13(default_store(), source, params["raw_prefix"])
         return {t: e["landed"] for t, e in manifest["tables"].items()}

@@ -22,6 +22,9 @@ class RegisterDatastoreOperator(BaseOperator):
         self.staged = staged
 
     def execute(self, context):
+        from operators.connections import export_aws_credentials
+
+        export_aws_credentials()
         from elearn.codeversion import code_version
         from elearn.datastores import register_datastore
         from elearn.objectstore import default_store

@@ -34,6 +34,9 @@ class GangTrainingOperator(BaseOperator):
         return get_driver()
 
     def execute(self, context):
+        from operators.connections import export_aws_credentials
+
+        export_aws_credentials()
         from elearn.compute import GangSpec, Resources
         from elearn.objectstore import default_store
 

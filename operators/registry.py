@@ -21,6 +21,9 @@ class RegisterModelOperator(BaseOperator):
         self.alias = alias
 
     def execute(self, context):
+        from operators.connections import export_aws_credentials
+
+        export_aws_credentials()
         from elearn.codeversion import code_version
         from elearn.objectstore import default_store
         from elearn.registry import get_store, publish_version

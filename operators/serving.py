@@ -14,6 +14,9 @@ class BuildBentoOperator(BaseOperator):
         self.service = service
 
     def execute(self, context):
+        from operators.connections import export_aws_credentials
+
+        export_aws_credentials()
         from elearn.serving.package import package_version
 
         mv = self.model_version

@@ -26,11 +26,14 @@ class SparkPreprocessOperator(BaseOperator):
     def execute(self, context):
         from elearn import config
         from elearn.objectstore import default_store
-        from elearn.rawdata import verify_landed
+        from elearn.rawdata import local_inputs
         from elearn.spark_submit import submit
+        from operators.connections import export_aws_credentials
 
-        inputs = verify_landed(default_store(), self.raw_prefix)
-        staged = config.load().staging_dir / self.dag_id / run_dir_name(context["run_id"]) / self.task_id
+        export_aws_credentials()
+        run_dir = config.load().staging_dir / self.dag_id / run_dir_name(context["run_id"])
+        staged = run_dir / self.task_id
+        inputs = local_inputs(default_store(), run_dir / "raw", self.raw_prefix)
         args = [a for table, uri in inputs.items() for a in (f"--{table}", uri)]
         args += ["--output", str(staged), *[str(a) for a in self.job_args]]
         result = submit(self.job, args, on_line=self.log.info)

@@ -32,3 +32,48 @@ def elearn_home(tmp_path, monkeypatch) -> Path:
     for key in [k for k in os.environ if k.startswith("AIRFLOW__ELEARN__")]:
         monkeypatch.delenv(key)
     return home
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint():
+    """A real S3 API server (moto_server) on 127.0.0.1 for the whole session."""
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(url + "/moto-api/", timeout=1)
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("moto_server did not start")
+            time.sleep(0.2)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def s3_home(elearn_home, moto_endpoint, monkeypatch, request):
+    """elearn configured with an s3:// object store on moto_server (a fresh bucket per test)."""
+    import re
+
+    import boto3
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    bucket = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:50].strip("-") or "elearn-test"
+    boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
+    monkeypatch.setenv("AIRFLOW__ELEARN__OBJECT_STORE", f"s3://{bucket}/elearn")
+    monkeypatch.setenv("AIRFLOW__ELEARN__S3_ENDPOINT_URL", moto_endpoint)
+    return f"s3://{bucket}/elearn"

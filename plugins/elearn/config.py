@@ -21,6 +21,9 @@ ENV_PREFIX = "AIRFLOW__ELEARN__"
 KEYS: dict[str, tuple[str, str]] = {
     "database_url": ("sqlite:///{home}/elearn.db", "SQLAlchemy URL of elearn's database (registry, datastore catalog)"),
     "object_store": ("file://{home}/objectstore", "root URI of the object store: file:///path or s3://bucket/prefix"),
+    "s3_endpoint_url": ("", "S3 API endpoint for an s3:// object store (MinIO, Ceph, moto); empty = AWS"),
+    "s3_region": ("us-east-1", "S3 region"),
+    "aws_conn_id": ("aws_default", "Airflow connection whose credentials operators hand to S3 clients"),
     "staging_dir": ("{home}/staging", "local folder where Spark writes Parquet before it is committed"),
     "bentoml_home": ("{home}/bentoml", "BENTOML_HOME for the model and Bento stores"),
     "spark_master": ("local[*]", "Spark master URL (local[*], spark://host:7077, k8s://...)"),
@@ -68,6 +71,8 @@ class ElearnConfig:
     home: Path
     database_url: str
     object_store: str
+    s3_endpoint_url: str
+    s3_region: str
     staging_dir: Path
     bentoml_home: Path
     spark_master: str
@@ -94,7 +99,23 @@ class ElearnConfig:
     @property
     def catalog_properties(self) -> dict[str, str]:
         """pyiceberg SQL-catalog properties: the catalog lives in elearn's database."""
-        return {"uri": self.database_url, "warehouse": self.object_store.rstrip("/") + "/warehouse"}
+        props = {"uri": self.database_url, "warehouse": self.object_store.rstrip("/") + "/warehouse"}
+        if self.object_store.startswith("s3://"):
+            props.update(s3_properties(self.s3_endpoint_url, self.s3_region))
+        return props
+
+
+def s3_properties(endpoint_url: str, region: str) -> dict[str, str]:
+    """pyiceberg FileIO properties for S3; credentials from the usual AWS variables."""
+    props = {"s3.region": region, "s3.force-virtual-addressing": "false"}
+    if endpoint_url:
+        props["s3.endpoint"] = endpoint_url
+    if os.environ.get("AWS_ACCESS_KEY_ID"):
+        props["s3.access-key-id"] = os.environ["AWS_ACCESS_KEY_ID"]
+        props["s3.secret-access-key"] = os.environ.get("AWS_SECRET_ACCESS_KEY", "")
+    if os.environ.get("AWS_SESSION_TOKEN"):
+        props["s3.session-token"] = os.environ["AWS_SESSION_TOKEN"]
+    return props
 
 
 def _int(key: str) -> int:
@@ -112,6 +133,8 @@ def load() -> ElearnConfig:
         home=home,
         database_url=get("database_url"),
         object_store=get("object_store"),
+        s3_endpoint_url=get("s3_endpoint_url"),
+        s3_region=get("s3_region"),
         staging_dir=Path(get("staging_dir")),
         bentoml_home=Path(get("bentoml_home")),
         spark_master=get("spark_master"),

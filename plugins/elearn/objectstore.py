@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 
-from elearn.errors import ConfigError, NotFound
+from elearn.errors import ConfigError, InvalidInput, NotFound
 
 CHUNK = 1 << 20
 
@@ -28,21 +29,65 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+_S3_FILESYSTEMS: dict[tuple, pafs.FileSystem] = {}
+
+
+def _s3_filesystem(endpoint_url: str, region: str) -> pafs.FileSystem:
+    # credentials come from the usual AWS variables (operators export the Airflow connection's)
+    key = (endpoint_url, region, os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY"),
+           os.environ.get("AWS_SESSION_TOKEN"))
+    if key not in _S3_FILESYSTEMS:
+        kwargs = {"region": region}
+        if endpoint_url:
+            parsed = urlparse(endpoint_url)
+            kwargs.update(endpoint_override=parsed.netloc or parsed.path, scheme=parsed.scheme or "https")
+        _S3_FILESYSTEMS[key] = pafs.S3FileSystem(**kwargs)
+    return _S3_FILESYSTEMS[key]
+
+
 @dataclass(frozen=True)
 class ObjectStore:
-    """Files under ``root`` (a URI). ``uri(key)`` is what other tools (pyiceberg, Spark) read."""
+    """Files under ``root`` (a URI). ``uri(key)`` is what other tools (pyiceberg, Spark) read.
+
+    ``file://`` roots are local folders; ``s3://bucket/prefix`` roots use the S3 API at
+    ``s3_endpoint_url`` (empty: AWS) with credentials from the usual AWS variables.
+    """
 
     root: str
+    s3_endpoint_url: str = ""
+    s3_region: str = "us-east-1"
 
     def __post_init__(self):
-        scheme = urlparse(self.root).scheme
-        if scheme not in ("file", "s3"):
+        parsed = urlparse(self.root)
+        if parsed.scheme not in ("file", "s3"):
             raise ConfigError(f"object store root {self.root!r} must be a file:// or s3:// URI")
+        if parsed.scheme == "s3" and len(parsed.netloc) < 3:
+            raise ConfigError(f"object store root {self.root!r} needs a bucket name of at least 3 characters")
+
+    @property
+    def is_s3(self) -> bool:
+        return self.root.startswith("s3://")
 
     @property
     def _fs_and_base(self) -> tuple[pafs.FileSystem, str]:
+        if self.is_s3:
+            return _s3_filesystem(self.s3_endpoint_url, self.s3_region), self.root[len("s3://"):].rstrip("/")
         fs, base = pafs.FileSystem.from_uri(self.root)
         return fs, base.rstrip("/")
+
+    def _write(self, target: str, write) -> None:
+        fs, _ = self._fs_and_base
+        if self.is_s3:
+            # an S3 PUT is atomic: readers never see half an object
+            with fs.open_output_stream(target) as f_out:
+                write(f_out)
+            return
+        fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
+        # write to a temporary name, then rename: readers never see half a file
+        tmp = target + ".partial"
+        with fs.open_output_stream(tmp) as f_out:
+            write(f_out)
+        fs.move(tmp, target)
 
     def uri(self, key: str) -> str:
         return self.root.rstrip("/") + "/" + key.lstrip("/")
@@ -59,23 +104,17 @@ class ObjectStore:
         return fs.get_file_info(f"{base}/{key}").type != pafs.FileType.NotFound
 
     def put_file(self, src: Path, key: str) -> None:
-        fs, base = self._fs_and_base
-        target = f"{base}/{key}"
-        fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
-        # write to a temporary key, then move: readers never see half a file
-        tmp = target + ".partial"
-        with open(src, "rb") as f_in, fs.open_output_stream(tmp) as f_out:
-            shutil.copyfileobj(f_in, f_out, CHUNK)
-        fs.move(tmp, target)
+        _, base = self._fs_and_base
+
+        def write(f_out):
+            with open(src, "rb") as f_in:
+                shutil.copyfileobj(f_in, f_out, CHUNK)
+
+        self._write(f"{base}/{key}", write)
 
     def put_bytes(self, data: bytes, key: str) -> None:
-        fs, base = self._fs_and_base
-        target = f"{base}/{key}"
-        fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
-        tmp = target + ".partial"
-        with fs.open_output_stream(tmp) as f_out:
-            f_out.write(data)
-        fs.move(tmp, target)
+        _, base = self._fs_and_base
+        self._write(f"{base}/{key}", lambda f_out: f_out.write(data))
 
     def put_json(self, obj, key: str) -> None:
         self.put_bytes(json.dumps(obj, indent=2, sort_keys=True).encode(), key)
@@ -120,14 +159,33 @@ class ObjectStore:
         fs, base = self._fs_and_base
         return fs.get_file_info(f"{base}/{key}").size
 
+    def delete(self, key: str) -> None:
+        fs, base = self._fs_and_base
+        try:
+            fs.delete_file(f"{base}/{key}")
+        except FileNotFoundError:
+            pass
+
     def delete_prefix(self, prefix: str) -> None:
         fs, base = self._fs_and_base
         path = f"{base}/{prefix.strip('/')}"
+        if self.is_s3:
+            for key in self.list(prefix):
+                fs.delete_file(f"{base}/{key}")
+            return
         if fs.get_file_info(path).type == pafs.FileType.Directory:
             fs.delete_dir(path)
+
+    def key_of(self, uri: str) -> str:
+        """The key of a URI inside this store; ``InvalidInput`` if it lies outside."""
+        root = self.root.rstrip("/") + "/"
+        if not uri.startswith(root):
+            raise InvalidInput(f"{uri} is outside the object store {self.root}")
+        return uri[len(root):]
 
 
 def default_store() -> ObjectStore:
     from elearn import config
 
-    return ObjectStore(config.get("object_store"))
+    cfg = config.load()
+    return ObjectStore(cfg.object_store, s3_endpoint_url=cfg.s3_endpoint_url, s3_region=cfg.s3_region)

@@ -23,8 +23,8 @@ class DagRunResult:
     run_id: str | None
 
 
-def run_dag(home: Path, conf: dict, timeout: int = 1200) -> DagRunResult:
-    env = elearn_env(home)
+def run_dag(home: Path, conf: dict, timeout: int = 1200, extra_env: dict | None = None) -> DagRunResult:
+    env = {**elearn_env(home), **(extra_env or {})}
     subprocess.run([AIRFLOW, "db", "migrate"], env=env, capture_output=True, check=True, timeout=300)
     out = subprocess.run([AIRFLOW, "dags", "test", "nightly_retraining", "-c", json.dumps(conf)], env=env,
                          capture_output=True, text=True, timeout=timeout)
@@ -42,11 +42,16 @@ def offline_predictions(mv, test_months: list[int]):
     from elearn.features.flights import FeatureSpec
     from elearn.objectstore import default_store
 
+    import tempfile
+
     objects = default_store()
-    root = mv.artifact_uri[len(objects.root.rstrip("/")) + 1:]
-    local = objects.local_path(root)
-    model = keras.models.load_model(local / "model.keras")
-    spec = FeatureSpec.from_json((local / "feature_spec.json").read_text())
+    root = objects.key_of(mv.artifact_uri)
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp)
+        for name in ("model.keras", "feature_spec.json"):
+            objects.get_file(f"{root}/{name}", local / name)
+        model = keras.models.load_model(local / "model.keras")
+        spec = FeatureSpec.from_json((local / "feature_spec.json").read_text())
     table = read_datastore(mv.lineage["datastore"], mv.lineage["snapshot_id"]).to_pandas()
     held_out = table[table["month"].isin(test_months)].sort_values("flight_id").reset_index(drop=True)
     p = model.predict(spec.transform(held_out), batch_size=4096, verbose=0).reshape(-1).astype("float64")

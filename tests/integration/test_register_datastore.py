@@ -26,11 +26,19 @@ def table(n=100, extra=None):
     return pa.table(cols)
 
 
+@pytest.fixture(params=["file", "s3"])
+def home(request, elearn_home):
+    """Each test runs on the local object store and on S3 (moto_server)."""
+    if request.param == "s3":
+        request.getfixturevalue("s3_home")
+    return elearn_home
+
+
 def props(run):
     return {"dag_id": "d", "dag_run_id": run, "task_id": "register"}
 
 
-def test_register_replace_and_idempotent_rerun(elearn_home, tmp_path):
+def test_register_replace_and_idempotent_rerun(home, tmp_path):
     objects = default_store()
     s1 = register_datastore("demo", staged(tmp_path / "a", table(100)), objects=objects, properties=props("r1"))
     assert (s1.rows, s1.files, s1.reused) == (100, 2, False)
@@ -44,7 +52,7 @@ def test_register_replace_and_idempotent_rerun(elearn_home, tmp_path):
     assert summary["elearn.dag_run_id"] == "r2"
 
 
-def test_new_nullable_column_is_accepted_incompatible_change_is_refused(elearn_home, tmp_path):
+def test_new_nullable_column_is_accepted_incompatible_change_is_refused(home, tmp_path):
     objects = default_store()
     register_datastore("evo", staged(tmp_path / "a", table(10)), objects=objects, properties=props("r1"))
     wider = table(10, {"temp": pa.array([1.0] * 10)})
@@ -58,7 +66,7 @@ def test_new_nullable_column_is_accepted_incompatible_change_is_refused(elearn_h
     assert len(get_catalog().load_table("datastores.evo").snapshots()) == before
 
 
-def test_bad_inputs(elearn_home, tmp_path):
+def test_bad_inputs(home, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(DataError, match="no Parquet files in"):

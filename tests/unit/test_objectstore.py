@@ -2,12 +2,19 @@ import hashlib
 
 import pytest
 
-from elearn.errors import ConfigError, NotFound
-from elearn.objectstore import ObjectStore
+from elearn.errors import ConfigError, InvalidInput, NotFound
+from elearn.objectstore import ObjectStore, default_store
 
 
-def test_put_get_list_and_checksums(tmp_path):
-    store = ObjectStore(f"file://{tmp_path}/store")
+@pytest.fixture(params=["file", "s3"])
+def store(request, tmp_path):
+    if request.param == "file":
+        return ObjectStore(f"file://{tmp_path}/store")
+    request.getfixturevalue("s3_home")
+    return default_store()
+
+
+def test_put_get_list_and_checksums(store, tmp_path):
     store.put_bytes(b"hello", "a/b/c.txt")
     src = tmp_path / "src.bin"
     src.write_bytes(b"x" * 3_000_000)
@@ -19,13 +26,19 @@ def test_put_get_list_and_checksums(tmp_path):
     assert not any(k.endswith(".partial") for k in store.list(""))
     store.put_json({"k": 1}, "j.json")
     assert store.get_json("j.json") == {"k": 1}
+    out = store.get_file("a/big.bin", tmp_path / "copy.bin")
+    assert out.read_bytes() == b"x" * 3_000_000
+    assert store.key_of(store.uri("a/b/c.txt")) == "a/b/c.txt"
     store.delete_prefix("a")
     assert store.list("a") == [] and not store.exists("a/b/c.txt")
-
-
-def test_missing_key_and_bad_root(tmp_path):
-    store = ObjectStore(f"file://{tmp_path}")
     with pytest.raises(NotFound, match="nope.txt does not exist"):
         store.get_bytes("nope.txt")
+
+
+def test_bad_roots_and_keys(tmp_path):
     with pytest.raises(ConfigError, match="must be a file:// or s3:// URI"):
         ObjectStore("http://example")
+    with pytest.raises(ConfigError, match="bucket name of at least 3 characters"):
+        ObjectStore("s3://ab/x")
+    with pytest.raises(InvalidInput, match="outside the object store"):
+        ObjectStore(f"file://{tmp_path}").key_of("file:///elsewhere/x")

@@ -40,8 +40,12 @@ class WorkerContext:
                    if v not in os.environ]
         if missing:
             raise SystemExit(f"not started by an elearn driver: {', '.join(missing)} unset")
+        from elearn import config
+
+        store = ObjectStore(os.environ[ENV_OBJECT_STORE], s3_endpoint_url=config.get("s3_endpoint_url"),
+                            s3_region=config.get("s3_region"))
         return cls(index=int(os.environ[ENV_WORKER_INDEX]), num_workers=int(os.environ[ENV_NUM_WORKERS]),
-                   run_prefix=os.environ[ENV_RUN_PREFIX], store=ObjectStore(os.environ[ENV_OBJECT_STORE]))
+                   run_prefix=os.environ[ENV_RUN_PREFIX], store=store)
 
 
 class MetricsLog:

@@ -27,8 +27,9 @@ def get_catalog(database_url: str | None = None, warehouse: str | None = None) -
     from elearn.db import get_engine
 
     props = config.load().catalog_properties
-    uri = database_url or props["uri"]
-    return ElearnSqlCatalog("elearn", get_engine(uri), uri=uri, warehouse=warehouse or props["warehouse"])
+    props["uri"] = database_url or props["uri"]
+    props["warehouse"] = warehouse or props["warehouse"]
+    return ElearnSqlCatalog("elearn", get_engine(props["uri"]), **props)
 
 
 def table_identifier(name: str) -> str:

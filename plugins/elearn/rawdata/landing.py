@@ -112,3 +112,21 @@ def verify_landed(store: ObjectStore, prefix: str = RAW_PREFIX) -> dict[str, str
             )
         uris[table] = store.uri(key)
     return uris
+
+
+def local_inputs(store: ObjectStore, folder: Path, prefix: str = RAW_PREFIX) -> dict[str, str]:
+    """Verified raw inputs as paths a local Spark can read: the files themselves on a
+    ``file://`` store, checksum-verified copies in ``folder`` on S3 (the pyspark wheel has
+    no hadoop-aws, DESIGN.md "Spark and S3")."""
+    uris = verify_landed(store, prefix)
+    if not store.is_s3:
+        return uris
+    manifest = store.get_json(f"{prefix}/{MANIFEST}")
+    out = {}
+    for table, uri in uris.items():
+        entry = manifest["tables"][table]
+        local = store.get_file(entry["key"], folder / f"{table}.csv")
+        if sha256_file(local) != entry["sha256"]:
+            raise DataError(f"raw input {uri} changed while it was downloaded; run the task again")
+        out[table] = f"file://{local}"
+    return out
