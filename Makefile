@@ -15,7 +15,7 @@ export PATH := $(BIN):$(PATH)
 
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test test-heavy up clean system-deps help
+.PHONY: venv demo test test-heavy up clean system-deps system-deps-test help
 
 help:
 	@echo "make demo   - run the nightly retraining DAG once (real Airflow, Spark, TensorFlow, BentoML) and serve it"
@@ -23,10 +23,15 @@ help:
 	@echo "make up     - start airflow standalone (UI on http://127.0.0.1:8080) with the elearn DAGs and plugin"
 	@echo "make clean  - delete ELEARN_HOME ($(ELEARN_HOME)): databases, object store, Bentos, Airflow state"
 
-# Java runs Spark; install it from Debian when missing (sessions and CI run as root).
+# Java runs Spark; the tests start a throwaway PostgreSQL from Debian's server binaries.
+# Both are installed from Debian when missing (sessions and CI run as root).
 system-deps:
 	@command -v java >/dev/null || { echo "installing Java (Spark needs it)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless; }
+
+system-deps-test: system-deps
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { echo "installing PostgreSQL (the tests start their own)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; }
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -41,10 +46,10 @@ venv: $(STAMP)
 demo: venv system-deps
 	$(BIN)/elearn demo
 
-test: venv system-deps
+test: venv system-deps-test
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test-heavy: venv system-deps
+test-heavy: venv system-deps-test
 	$(BIN)/pytest -m heavy $(PYTEST_ARGS)
 
 up: venv system-deps

@@ -50,10 +50,9 @@ def nightly_retraining():
                                          staged=preprocess.output, outlets=[FLIGHT_FEATURES])
     train = GangTrainingOperator(
         task_id="train", module="training_jobs.train_flights", workers="{{ params.workers }}",
-        job_args=["--datastore", "flight_features",
-                  "--snapshot-id", "{{ ti.xcom_pull(task_ids='register_datastore')['snapshot_id'] }}",
-                  "--train-months", "{{ params.train_months }}", "--test-months", "{{ params.test_months }}",
-                  "--epochs", "{{ params.epochs }}"])
+        datastores={"flight_features": "{{ ti.xcom_pull(task_ids='register_datastore')['snapshot_id'] }}"},
+        job_args=["--datastore", "flight_features", "--train-months", "{{ params.train_months }}",
+                  "--test-months", "{{ params.test_months }}", "--epochs", "{{ params.epochs }}"])
     model = RegisterModelOperator(
         task_id="register_model", model_name=MODEL_NAME, training=train.output, datastore_snapshot=register.output,
         params_record={"train_months": "{{ params.train_months }}", "test_months": "{{ params.test_months }}",

@@ -16,14 +16,16 @@ class GangTrainingOperator(BaseOperator):
     log prefixed ``[worker-i]``; a failed worker's last lines are in the task's error.
     """
 
-    template_fields = ("job_args", "workers")
+    template_fields = ("job_args", "workers", "datastores")
 
-    def __init__(self, *, module: str, job_args: list | None = None, workers: int = 2, cpu: float = 1.0,
+    def __init__(self, *, module: str, job_args: list | None = None, workers: int = 2,
+                 datastores: dict | None = None, cpu: float = 1.0,
                  memory: str = "2Gi", gpu: int = 0, schedule_timeout_s: float = 600.0, **kwargs):
         super().__init__(**kwargs)
         self.module = module
         self.job_args = job_args or []
         self.workers = workers
+        self.datastores = datastores or {}  # name -> snapshot id, handed to workers as ELEARN_DATASTORE_<NAME>
         self.cpu, self.memory, self.gpu = cpu, memory, gpu
         self.schedule_timeout_s = schedule_timeout_s
 
@@ -38,11 +40,14 @@ class GangTrainingOperator(BaseOperator):
 
         export_aws_credentials()
         from elearn.compute import GangSpec, Resources
+        from elearn.datastores import resolve, worker_env
         from elearn.objectstore import default_store
 
         spec = GangSpec(name=self.task_id.replace("_", "-"), workers=int(self.workers), module=self.module,
                         args=tuple(str(a) for a in self.job_args),
                         resources=Resources(cpu=self.cpu, memory=self.memory, gpu=self.gpu),
+                        env=worker_env([resolve(name, int(sid) if sid not in (None, "") else None)
+                                        for name, sid in self.datastores.items()]),
                         schedule_timeout_s=self.schedule_timeout_s)
         prefix = (f"runs/{self.dag_id}/{run_dir_name(context['run_id'])}/{self.task_id}/"
                   f"try-{context['ti'].try_number}")

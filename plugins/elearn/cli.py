@@ -93,6 +93,34 @@ def cmd_datastore_ls(a) -> int:
     return 0
 
 
+def cmd_datastore_register(a) -> int:
+    from elearn.datastores.register import register_external
+
+    snap = register_external(a.name, a.source, mode="append" if a.append else "replace",
+                             allow_incompatible=a.allow_incompatible, allow_empty=a.allow_empty,
+                             properties={"registered_by": "cli"})
+    if a.json:
+        _print_json(snap.__dict__)
+    else:
+        print(f"datastore {snap.name}: snapshot {snap.snapshot_id} ({snap.rows} rows, {snap.files} files"
+              f"{', reused' if snap.reused else ''})")
+    return 0
+
+
+def cmd_datastore_show(a) -> int:
+    from elearn.datastores.history import snapshot_history
+
+    history = snapshot_history(a.name)
+    if a.json:
+        _print_json(history)
+        return 0
+    print(f"{'snapshot':<22}{'committed (UTC)':<21}{'operation':<10}{'rows':>10}  source")
+    for h in history:
+        print(f"{h['snapshot_id']:<22}{h['committed_at'][:19]:<21}{h['operation']:<10}{h['rows']:>10}  "
+              f"{h.get('dag_run_id') or h.get('source') or '-'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="elearn", description="elearn: batch ML platform inside Apache Airflow")
     sub = p.add_subparsers(dest="command", required=True)
@@ -127,6 +155,18 @@ def build_parser() -> argparse.ArgumentParser:
     dls = ds.add_parser("ls")
     dls.add_argument("--json", action="store_true")
     dls.set_defaults(func=cmd_datastore_ls)
+    dreg = ds.add_parser("register", help="register Parquet files already in storage, without copying them")
+    dreg.add_argument("name")
+    dreg.add_argument("--from", dest="source", required=True, help="file:// or s3:// URI of a folder or a file")
+    dreg.add_argument("--append", action="store_true", help="add to the current rows instead of replacing them")
+    dreg.add_argument("--allow-incompatible", action="store_true", help="accept dropped/renamed/retyped columns")
+    dreg.add_argument("--allow-empty", action="store_true")
+    dreg.add_argument("--json", action="store_true")
+    dreg.set_defaults(func=cmd_datastore_register)
+    dshow = ds.add_parser("show", help="a datastore's snapshots")
+    dshow.add_argument("name")
+    dshow.add_argument("--json", action="store_true")
+    dshow.set_defaults(func=cmd_datastore_show)
     return p
 
 

@@ -127,6 +127,14 @@ class ObjectStore:
         except FileNotFoundError as e:
             raise NotFound(f"{self.uri(key)} does not exist in the object store") from e
 
+    def open_input_file(self, key: str):
+        """A seekable reader (what ``pyarrow.parquet.ParquetFile`` needs)."""
+        fs, base = self._fs_and_base
+        try:
+            return fs.open_input_file(f"{base}/{key}")
+        except FileNotFoundError as e:
+            raise NotFound(f"{self.uri(key)} does not exist in the object store") from e
+
     def get_json(self, key: str):
         return json.loads(self.get_bytes(key))
 

@@ -73,6 +73,8 @@ def test_gang_worker_output_is_in_the_task_log(pipeline):
     _, run = pipeline
     for worker in (0, 1):
         assert f"[worker-{worker}] epoch 2/2 loss=" in run.output
+        snapshot = version(1).lineage["snapshot_id"]  # handed over as ELEARN_DATASTORE_FLIGHT_FEATURES
+        assert f"worker {worker}: reading datastore flight_features at snapshot {snapshot}" in run.output
 
 
 def test_recomputed_held_out_metrics_beat_the_base_rate(pipeline):

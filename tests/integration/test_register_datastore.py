@@ -26,11 +26,14 @@ def table(n=100, extra=None):
     return pa.table(cols)
 
 
-@pytest.fixture(params=["file", "s3"])
+@pytest.fixture(params=["file", "s3", "postgres"])
 def home(request, elearn_home):
-    """Each test runs on the local object store and on S3 (moto_server)."""
+    """Each test runs on the local object store, on S3 (moto_server) and with the catalog in
+    PostgreSQL instead of SQLite."""
     if request.param == "s3":
         request.getfixturevalue("s3_home")
+    if request.param == "postgres":
+        request.getfixturevalue("postgres_url")
     return elearn_home
 
 
@@ -73,3 +76,98 @@ def test_bad_inputs(home, tmp_path):
         register_datastore("x", empty, objects=default_store())
     with pytest.raises(InvalidInput, match="datastore name 'Bad-Name'"):
         register_datastore("Bad-Name", empty, objects=default_store())
+
+
+def test_statistics_are_recorded_per_snapshot(home, tmp_path):
+    from elearn.datastores.history import snapshot_history
+
+    t = table(50, {"temp": pa.array([None if i % 5 == 0 else float(i) for i in range(50)])})
+    snap = register_datastore("stats", staged(tmp_path / "a", t), objects=default_store(), properties=props("r1"))
+    assert snap.stats["temp"] == {"null_count": 10, "min": 1.0, "max": 49.0}
+    assert snap.stats["month"]["min"] == 1 and snap.stats["month"]["max"] == 12
+    [entry] = snapshot_history("stats")
+    assert entry["snapshot_id"] == snap.snapshot_id and entry["rows"] == 50 and entry["dag_run_id"] == "r1"
+    assert entry["stats"]["temp"]["null_count"] == 10 and entry["schema_hash"] == snap.schema_hash
+
+
+def test_dropped_or_renamed_columns_are_refused_unless_allowed(home, tmp_path):
+    objects = default_store()
+    register_datastore("ren", staged(tmp_path / "a", table(10)), objects=objects, properties=props("r1"))
+    renamed = table(10).rename_columns(["flight_id", "mon", "delayed"])
+    with pytest.raises(DataError, match=r"dropped or renamed columns \['month'\]"):
+        register_datastore("ren", staged(tmp_path / "b", renamed), objects=objects, properties=props("r2"))
+    snap = register_datastore("ren", staged(tmp_path / "c", renamed), objects=objects, properties=props("r3"),
+                              allow_incompatible=True)
+    assert snap.schema_changes["dropped"] == ["month"] and snap.schema_changes["added"] == ["mon"]
+    assert read_datastore("ren", snap.snapshot_id).column_names == ["flight_id", "delayed", "mon"]
+
+
+def test_empty_output_non_parquet_and_mismatched_files_are_refused(home, tmp_path):
+    objects = default_store()
+    with pytest.raises(DataError, match="has no rows; committing it would empty the datastore"):
+        register_datastore("e", staged(tmp_path / "a", table(0), files=1), objects=objects)
+    folder = staged(tmp_path / "b", table(10))
+    (folder / "notes.txt").write_text("not parquet")
+    with pytest.raises(DataError, match=r"notes.txt is not a Parquet file"):
+        register_datastore("e", folder, objects=objects)
+    folder = staged(tmp_path / "c", table(10))
+    pq.write_table(table(5, {"extra": pa.array([1.0] * 5)}), folder / "part-00009.parquet")
+    with pytest.raises(DataError, match=r"part-00009.parquet has a different schema from .*part-00000.parquet "
+                                        r"\(columns \['extra'\]\)"):
+        register_datastore("e", folder, objects=objects)
+    from pyiceberg.exceptions import NoSuchTableError
+
+    with pytest.raises(NoSuchTableError):  # nothing was committed, not even an empty table
+        get_catalog().load_table("datastores.e")
+
+
+@pytest.mark.parametrize("bad, message", [
+    ("", "datastore name is empty"),
+    ("a/b", "must not contain path separators"),
+    ("..", "must not contain path separators or '..'"),
+    ("x" * 129, "129 characters long; the limit is 128"),
+    ("Flights", "must start with a lower-case letter"),
+])
+def test_invalid_names(elearn_home, tmp_path, bad, message):
+    with pytest.raises(InvalidInput, match=message):
+        register_datastore(bad, tmp_path, objects=default_store())
+
+
+def test_a_failure_before_the_commit_leaves_no_snapshot(home, tmp_path, monkeypatch):
+    objects = default_store()
+    first = register_datastore("crash", staged(tmp_path / "a", table(10)), objects=objects, properties=props("r1"))
+    real_put = type(objects).put_file
+    calls = []
+
+    def dying_put(self, src, key):
+        calls.append(key)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("task killed mid-upload")
+        return real_put(self, src, key)
+
+    monkeypatch.setattr(type(objects), "put_file", dying_put)
+    with pytest.raises(KeyboardInterrupt):
+        register_datastore("crash", staged(tmp_path / "b", table(30)), objects=objects, properties=props("r2"))
+    monkeypatch.setattr(type(objects), "put_file", real_put)
+    assert get_catalog().load_table("datastores.crash").current_snapshot().snapshot_id == first.snapshot_id
+    assert read_datastore("crash").num_rows == 10
+    retry = register_datastore("crash", staged(tmp_path / "c", table(30)), objects=objects, properties=props("r2"))
+    assert retry.rows == 30 and not retry.reused
+
+
+def test_external_registration_does_not_copy(home, tmp_path):
+    from elearn.cli import main
+
+    objects = default_store()
+    for i, part in enumerate([table(20), table(15)]):
+        buf = tmp_path / f"p{i}.parquet"
+        pq.write_table(part, buf)
+        objects.put_file(buf, f"synced/flights/day=1/part-{i}.parquet")
+    objects.put_bytes(b"", "synced/flights/day=1/_SUCCESS")
+    source = objects.uri("synced/flights/day=1")
+    assert main(["datastore", "register", "synced_flights", "--from", source]) == 0
+    table_ = get_catalog().load_table("datastores.synced_flights")
+    files = [task.file.file_path for task in table_.scan().plan_files()]
+    assert sorted(files) == [f"{source}/part-0.parquet", f"{source}/part-1.parquet"]  # in place, not copied
+    assert read_datastore("synced_flights").num_rows == 35
+    assert main(["datastore", "register", "synced_flights", "--from", objects.uri("synced/nothing")]) == 2

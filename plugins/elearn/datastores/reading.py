@@ -1,0 +1,153 @@
+"""Reading a datastore by name, at a snapshot or a point in time, with standard tools.
+
+Nothing here is an SDK users must learn: it hands out the pyiceberg ``Table``, an Arrow
+table, a ``tf.data.Dataset`` or the metadata location that Spark/DuckDB/Trino open, and the
+``ELEARN_DATASTORE_<NAME>`` variables a gang worker can read with pyiceberg alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime
+
+import pyarrow as pa
+from pyiceberg.catalog import Catalog
+from pyiceberg.exceptions import NoSuchTableError
+from pyiceberg.table import Table
+
+from elearn.datastores.catalog import CATALOG_NAME, get_catalog, table_identifier
+from elearn.errors import InvalidInput, NotFound
+
+ENV_PREFIX = "ELEARN_DATASTORE_"
+
+
+@dataclass(frozen=True)
+class DatastoreRef:
+    """A datastore pinned to one snapshot: what a model's lineage and a worker's input name."""
+
+    name: str
+    snapshot_id: int
+
+    @property
+    def table(self) -> str:
+        return table_identifier(self.name)
+
+
+def open_table(name: str, *, catalog: Catalog | None = None) -> Table:
+    """The Iceberg table of datastore ``name``; ``NotFound`` naming it if absent."""
+    catalog = catalog or get_catalog()
+    try:
+        return catalog.load_table(table_identifier(name))
+    except NoSuchTableError as e:
+        raise NotFound(f"datastore {table_identifier(name)!r} does not exist; "
+                       f"list datastores with `elearn datastore ls`") from e
+
+
+def resolve(name: str, snapshot_id: int | None = None, as_of: datetime | None = None, *,
+            catalog: Catalog | None = None) -> DatastoreRef:
+    """Pin ``name`` to a snapshot: the given id, the one current at ``as_of``, or the current one."""
+    if snapshot_id is not None and as_of is not None:
+        raise InvalidInput("give a snapshot id or a timestamp, not both")
+    table = open_table(name, catalog=catalog)
+    if snapshot_id is not None:
+        if table.snapshot_by_id(int(snapshot_id)) is None:
+            raise NotFound(f"datastore {table_identifier(name)!r} has no snapshot {snapshot_id}; "
+                           f"it may have been expired")
+        return DatastoreRef(name, int(snapshot_id))
+    if as_of is not None:
+        snap = table.snapshot_as_of_timestamp(int(as_of.timestamp() * 1000))
+        if snap is None:
+            raise NotFound(f"datastore {table_identifier(name)!r} has no snapshot at or before {as_of.isoformat()}")
+        return DatastoreRef(name, snap.snapshot_id)
+    snap = table.current_snapshot()
+    if snap is None:
+        raise NotFound(f"datastore {table_identifier(name)!r} has no snapshot yet")
+    return DatastoreRef(name, snap.snapshot_id)
+
+
+def read_arrow(name: str, snapshot_id: int | None = None, as_of: datetime | None = None, *,
+               columns: tuple[str, ...] = ("*",), row_filter: str | None = None,
+               catalog: Catalog | None = None) -> pa.Table:
+    """The datastore's rows at a snapshot as an Arrow table (time travel by id or timestamp)."""
+    catalog = catalog or get_catalog()
+    ref = resolve(name, snapshot_id, as_of, catalog=catalog)
+    scan_kwargs = {"snapshot_id": ref.snapshot_id, "selected_fields": columns}
+    if row_filter:
+        scan_kwargs["row_filter"] = row_filter
+    return open_table(name, catalog=catalog).scan(**scan_kwargs).to_arrow()
+
+
+def to_tf_dataset(name: str, snapshot_id: int | None = None, *, label: str | None = None,
+                  columns: tuple[str, ...] = ("*",), batch_size: int = 1024, catalog: Catalog | None = None):
+    """A ``tf.data.Dataset`` of dicts of column batches (and the label, when given).
+
+    Rows are streamed record batch by record batch from the Iceberg scan, so the whole
+    table never has to fit in memory twice. String columns become ``tf.string``.
+    """
+    import tensorflow as tf
+
+    catalog = catalog or get_catalog()
+    ref = resolve(name, snapshot_id, catalog=catalog)
+    scan = open_table(name, catalog=catalog).scan(snapshot_id=ref.snapshot_id, selected_fields=columns)
+    arrow_schema = scan.projection().as_arrow()
+
+    def spec_of(field: pa.Field):
+        if pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
+            return tf.TensorSpec([None], tf.string)
+        if pa.types.is_integer(field.type):
+            return tf.TensorSpec([None], tf.int64)
+        return tf.TensorSpec([None], tf.float64)
+
+    features = {f.name: spec_of(f) for f in arrow_schema if f.name != label}
+    signature = (features, spec_of(arrow_schema.field(label))) if label else features
+
+    def batches():
+        for batch in scan.to_arrow_batch_reader():
+            for start in range(0, batch.num_rows, batch_size):
+                chunk = batch.slice(start, batch_size)
+                cols = {}
+                for f in arrow_schema:
+                    col = chunk.column(f.name)
+                    if pa.types.is_string(f.type) or pa.types.is_large_string(f.type):
+                        values = col.fill_null("").to_numpy(zero_copy_only=False).astype(object)
+                    elif pa.types.is_integer(f.type):
+                        values = col.cast(pa.int64()).fill_null(0).to_numpy()
+                    else:
+                        values = col.cast(pa.float64()).to_numpy(zero_copy_only=False)
+                    cols[f.name] = values
+                if label:
+                    y = cols.pop(label)
+                    yield cols, y
+                else:
+                    yield cols
+
+    return tf.data.Dataset.from_generator(batches, output_signature=signature)
+
+
+def metadata_location(name: str, *, catalog: Catalog | None = None) -> str:
+    """The current metadata file: what Spark, DuckDB (``iceberg_scan``) or Trino open."""
+    return open_table(name, catalog=catalog).metadata_location
+
+
+def worker_env(refs: list[DatastoreRef]) -> dict[str, str]:
+    """``ELEARN_DATASTORE_<NAME>`` variables: table, snapshot and the (secret-free) catalog
+    properties, so a worker reads its input with pyiceberg alone (credentials: AWS variables)."""
+    from elearn import config
+
+    props = {k: v for k, v in config.load().catalog_properties.items()
+             if not any(s in k for s in ("secret", "access-key", "session-token"))}
+    return {ENV_PREFIX + ref.name.upper(): json.dumps({"table": ref.table, "snapshot_id": ref.snapshot_id,
+                                                        "catalog_name": CATALOG_NAME, "catalog": props},
+                                                       sort_keys=True)
+            for ref in refs}
+
+
+def from_worker_env(name: str) -> DatastoreRef | None:
+    """The datastore a gang handed this worker under ``ELEARN_DATASTORE_<NAME>``, if any."""
+    raw = os.environ.get(ENV_PREFIX + name.upper())
+    if not raw:
+        return None
+    data = json.loads(raw)
+    return DatastoreRef(data["table"].split(".", 1)[-1], int(data["snapshot_id"]))
