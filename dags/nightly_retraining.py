@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import Asset, Param, dag, task
+from airflow.sdk import Param, dag, task
 
 from operators import (BuildBentoOperator, GangTrainingOperator, RegisterDatastoreOperator, RegisterModelOperator,
                        SparkPreprocessOperator)
+from operators.assets import datastore_asset
 
-FLIGHT_FEATURES = Asset(name="datastores.flight_features", uri="iceberg://elearn/datastores/flight_features")
+FLIGHT_FEATURES = datastore_asset("flight_features")
 MODEL_NAME = "flight_delay"
 
 

@@ -14,3 +14,13 @@ def test_dagbag_has_no_import_errors(elearn_home):
     assert dag.params["workers"] == 2 and dag.params["train_months"] == "1-10"
     register = dag.get_task("register_datastore")
     assert [a.name for a in register.outlets] == ["datastores.flight_features"]
+
+
+def test_data_triggered_and_maintenance_dags(elearn_home):
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(REPO / "dags"))
+    assert set(bag.dags) == {"nightly_retraining", "flight_features_check", "datastore_maintenance"}
+    check = bag.dags["flight_features_check"]
+    assert "datastores.flight_features" in repr(check.timetable.asset_condition)
+    assert bag.dags["datastore_maintenance"].params["keep_last"] == 5

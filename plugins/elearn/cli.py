@@ -121,6 +121,21 @@ def cmd_datastore_show(a) -> int:
     return 0
 
 
+def cmd_datastore_expire(a) -> int:
+    from datetime import timedelta
+
+    from elearn.datastores.retention import expire_all, expire_snapshots
+
+    kwargs = {"older_than": timedelta(days=a.older_than_days), "keep_last": a.keep_last}
+    results = [expire_snapshots(a.name, **kwargs)] if a.name else expire_all(**kwargs)
+    if a.json:
+        _print_json([r.__dict__ for r in results])
+    for r in results if not a.json else []:
+        print(f"{r.name}: expired {len(r.expired)} snapshots, kept {len(r.kept_for_models)} for saved/aliased "
+              f"model versions, {r.remaining} remain")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="elearn", description="elearn: batch ML platform inside Apache Airflow")
     sub = p.add_subparsers(dest="command", required=True)
@@ -167,6 +182,12 @@ def build_parser() -> argparse.ArgumentParser:
     dshow.add_argument("name")
     dshow.add_argument("--json", action="store_true")
     dshow.set_defaults(func=cmd_datastore_show)
+    dexp = ds.add_parser("expire", help="expire old snapshots (never those of saved or aliased model versions)")
+    dexp.add_argument("name", nargs="?", help="one datastore (default: all)")
+    dexp.add_argument("--older-than-days", type=float, default=30)
+    dexp.add_argument("--keep-last", type=int, default=5)
+    dexp.add_argument("--json", action="store_true")
+    dexp.set_defaults(func=cmd_datastore_expire)
     return p
 
 

@@ -45,6 +45,14 @@ def open_table(name: str, *, catalog: Catalog | None = None) -> Table:
                        f"list datastores with `elearn datastore ls`") from e
 
 
+def registrations(table: Table) -> list:
+    """The table's snapshots that hold a registration, oldest first. A ``replace`` registration
+    commits a delete snapshot and then the append in one transaction; the delete in between
+    is never a version anyone should read."""
+    return sorted((s for s in table.snapshots() if not (s.summary and s.summary.operation.value == "delete")),
+                  key=lambda s: s.timestamp_ms)
+
+
 def resolve(name: str, snapshot_id: int | None = None, as_of: datetime | None = None, *,
             catalog: Catalog | None = None) -> DatastoreRef:
     """Pin ``name`` to a snapshot: the given id, the one current at ``as_of``, or the current one."""
@@ -57,7 +65,8 @@ def resolve(name: str, snapshot_id: int | None = None, as_of: datetime | None = 
                            f"it may have been expired")
         return DatastoreRef(name, int(snapshot_id))
     if as_of is not None:
-        snap = table.snapshot_as_of_timestamp(int(as_of.timestamp() * 1000))
+        limit = int(as_of.timestamp() * 1000)
+        snap = next((s for s in reversed(registrations(table)) if s.timestamp_ms <= limit), None)
         if snap is None:
             raise NotFound(f"datastore {table_identifier(name)!r} has no snapshot at or before {as_of.isoformat()}")
         return DatastoreRef(name, snap.snapshot_id)
