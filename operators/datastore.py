@@ -11,15 +11,22 @@ class RegisterDatastoreOperator(BaseOperator):
     """Commit ``staged`` (a folder of Parquet files) as a snapshot of ``datastore``.
 
     The Asset in ``outlets`` gets an event whose extra carries name, snapshot id, rows and
-    schema hash. Re-running the task in the same DAG run returns the earlier snapshot.
+    schema hash. Re-running the task in the same DAG run returns the earlier snapshot. The
+    snapshot records the DAG run, the producing job and its sha256, the git commit and the
+    staged files' sha256. ``allow_incompatible_schema`` / ``allow_empty`` accept what the
+    schema checks refuse by default.
     """
 
     template_fields = ("staged",)
 
-    def __init__(self, *, datastore: str, staged, **kwargs):
+    def __init__(self, *, datastore: str, staged, mode: str = "replace", allow_incompatible_schema: bool = False,
+                 allow_empty: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.datastore = datastore
         self.staged = staged
+        self.mode = mode
+        self.allow_incompatible_schema = allow_incompatible_schema
+        self.allow_empty = allow_empty
 
     def execute(self, context):
         from operators.connections import export_aws_credentials
@@ -29,10 +36,13 @@ class RegisterDatastoreOperator(BaseOperator):
         from elearn.datastores import register_datastore
         from elearn.objectstore import default_store
 
-        staged = self.staged["staged"] if isinstance(self.staged, dict) else self.staged
+        produced = self.staged if isinstance(self.staged, dict) else {"staged": self.staged}
         props = {"dag_id": self.dag_id, "dag_run_id": context["run_id"], "task_id": self.task_id,
-                 "git_commit": code_version()["git_commit"] or "unknown"}
-        snap = register_datastore(self.datastore, Path(staged), objects=default_store(), properties=props)
+                 "git_commit": code_version()["git_commit"] or "unknown",
+                 "job": produced.get("job", "unknown"), "job_sha256": produced.get("job_sha256", "unknown")}
+        snap = register_datastore(self.datastore, Path(produced["staged"]), objects=default_store(), properties=props,
+                                  mode=self.mode, allow_incompatible=self.allow_incompatible_schema,
+                                  allow_empty=self.allow_empty)
         extra = snap.as_event_extra()
         for asset in self.outlets:
             context["outlet_events"][asset].extra = extra

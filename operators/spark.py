@@ -27,7 +27,8 @@ class SparkPreprocessOperator(BaseOperator):
         from elearn import config
         from elearn.objectstore import default_store
         from elearn.rawdata import local_inputs
-        from elearn.spark_submit import submit
+        from elearn.objectstore import sha256_file
+        from elearn.spark_submit import job_path, submit
         from operators.connections import export_aws_credentials
 
         export_aws_credentials()
@@ -37,4 +38,5 @@ class SparkPreprocessOperator(BaseOperator):
         args = [a for table, uri in inputs.items() for a in (f"--{table}", uri)]
         args += ["--output", str(staged), *[str(a) for a in self.job_args]]
         result = submit(self.job, args, on_line=self.log.info)
-        return {"staged": str(staged), "rows": int(result.get("rows", 0))}
+        return {"staged": str(staged), "rows": int(result.get("rows", 0)), "job": self.job,
+                "job_sha256": sha256_file(job_path(self.job))}

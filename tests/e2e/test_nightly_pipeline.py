@@ -52,6 +52,8 @@ def test_version_has_lineage_alias_and_bento(pipeline):
     assert len(lin["code_version"]["training_jobs_sha256"]) == 64
     snap = get_catalog().load_table("datastores.flight_features").snapshot_by_id(lin["snapshot_id"])
     assert snap.summary["elearn.dag_run_id"] == run.run_id
+    assert snap.summary["elearn.job"] == "spark_jobs.preprocess_flights"
+    assert len(snap.summary["elearn.job_sha256"]) == 64 and len(snap.summary["elearn.input_sha256"]) == 64
     assert int(snap.summary["total-records"]) == lin["datastore_rows"]
     # 5% of the 327,346 labelled flights, stratified by month
     assert 0.04 * 327_346 < lin["datastore_rows"] < 0.06 * 327_346
