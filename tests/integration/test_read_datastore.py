@@ -83,3 +83,21 @@ def test_metadata_location_opens_in_another_reader(elearn_home, tmp_path):
     location = metadata_location("meta")
     assert location.endswith(".metadata.json")
     assert StaticTable.from_metadata(location).scan().to_arrow().num_rows == 7
+
+
+def test_tf_dataset_refuses_what_it_cannot_represent(elearn_home, tmp_path):
+    s = commit(tmp_path, "tfbad", 10, "r1")
+    with pytest.raises(InvalidInput, match="label 'nope' is not among the columns"):
+        to_tf_dataset("tfbad", s.snapshot_id, label="nope")
+    folder = tmp_path / "ts"
+    folder.mkdir()
+    pq.write_table(pa.table({"when": pa.array([datetime(2013, 1, 1)] * 3, pa.timestamp("us")),
+                             "label": pa.array([1, None, 0])}), folder / "p.parquet")
+    s2 = register_datastore("tfts", folder, objects=default_store(), properties={"dag_id": "d", "dag_run_id": "r",
+                                                                                 "task_id": "t"})
+    with pytest.raises(InvalidInput, match=r"select other columns or convert them: \['when \(timestamp\[us\]\)'\]"):
+        to_tf_dataset("tfts", s2.snapshot_id, label="label")
+    from elearn.errors import DataError
+
+    with pytest.raises(DataError, match="label 'label' has 1 nulls; filter them out first"):
+        to_tf_dataset("tfts", s2.snapshot_id, label="label", columns=("label",))

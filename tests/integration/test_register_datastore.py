@@ -171,3 +171,19 @@ def test_external_registration_does_not_copy(home, tmp_path):
     assert sorted(files) == [f"{source}/part-0.parquet", f"{source}/part-1.parquet"]  # in place, not copied
     assert read_datastore("synced_flights").num_rows == 35
     assert main(["datastore", "register", "synced_flights", "--from", objects.uri("synced/nothing")]) == 2
+
+
+def test_same_file_names_in_subfolders_and_partition_folders(home, tmp_path):
+    objects = default_store()
+    folder = tmp_path / "nested"
+    (folder / "a").mkdir(parents=True)
+    (folder / "b").mkdir()
+    pq.write_table(table(10), folder / "a" / "part-0.parquet")
+    pq.write_table(table(7), folder / "b" / "part-0.parquet")
+    snap = register_datastore("nested", folder, objects=objects, properties=props("r1"))
+    assert snap.rows == 17 and read_datastore("nested").num_rows == 17  # neither file overwrote the other
+    hive = tmp_path / "hive"
+    (hive / "month=1").mkdir(parents=True)
+    pq.write_table(table(5), hive / "month=1" / "part-0.parquet")
+    with pytest.raises(DataError, match=r"month=1/part-0.parquet sits in a Hive-style partition folder"):
+        register_datastore("nested", hive, objects=objects, properties=props("r2"))

@@ -18,7 +18,7 @@ from pyiceberg.exceptions import NoSuchTableError
 from pyiceberg.table import Table
 
 from elearn.datastores.catalog import CATALOG_NAME, get_catalog, table_identifier
-from elearn.errors import InvalidInput, NotFound
+from elearn.errors import DataError, InvalidInput, NotFound
 
 ENV_PREFIX = "ELEARN_DATASTORE_"
 
@@ -88,24 +88,41 @@ def read_arrow(name: str, snapshot_id: int | None = None, as_of: datetime | None
     return open_table(name, catalog=catalog).scan(**scan_kwargs).to_arrow()
 
 
-def to_tf_dataset(name: str, snapshot_id: int | None = None, *, label: str | None = None,
-                  columns: tuple[str, ...] = ("*",), batch_size: int = 1024, catalog: Catalog | None = None):
+def to_tf_dataset(name: str, snapshot_id: int | None = None, *, as_of: datetime | None = None,
+                  label: str | None = None, columns: tuple[str, ...] = ("*",), batch_size: int = 1024,
+                  catalog: Catalog | None = None):
     """A ``tf.data.Dataset`` of dicts of column batches (and the label, when given).
 
     Rows are streamed record batch by record batch from the Iceberg scan, so the whole
-    table never has to fit in memory twice. String columns become ``tf.string``.
+    table never has to fit in memory twice. Strings become ``tf.string``, integers
+    ``tf.int64`` (a null integer reads as 0; a null label is an error), floats ``tf.float64``
+    (null: NaN). Other types (timestamps, dates, nested) are refused up front.
     """
     import tensorflow as tf
 
     catalog = catalog or get_catalog()
-    ref = resolve(name, snapshot_id, catalog=catalog)
+    ref = resolve(name, snapshot_id, as_of, catalog=catalog)
     scan = open_table(name, catalog=catalog).scan(snapshot_id=ref.snapshot_id, selected_fields=columns)
     arrow_schema = scan.projection().as_arrow()
+    if label is not None and label not in arrow_schema.names:
+        raise InvalidInput(f"label {label!r} is not among the columns read from {ref.table}: {arrow_schema.names}")
+    unsupported = [f"{f.name} ({f.type})" for f in arrow_schema
+                   if not (pa.types.is_string(f.type) or pa.types.is_large_string(f.type) or pa.types.is_integer(f.type)
+                           or pa.types.is_floating(f.type) or pa.types.is_boolean(f.type))]
+    if unsupported:
+        raise InvalidInput(f"to_tf_dataset reads strings, integers, floats and booleans; select other columns "
+                           f"or convert them: {unsupported}")
+    if label is not None:
+        # checked before iterating: an error raised inside tf.data would come wrapped in a TensorFlow error
+        nulls = open_table(name, catalog=catalog).scan(snapshot_id=ref.snapshot_id,
+                                                       selected_fields=(label,)).to_arrow().column(label).null_count
+        if nulls:
+            raise DataError(f"{ref.table}@{ref.snapshot_id}: label {label!r} has {nulls} nulls; filter them out first")
 
     def spec_of(field: pa.Field):
         if pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
             return tf.TensorSpec([None], tf.string)
-        if pa.types.is_integer(field.type):
+        if pa.types.is_integer(field.type) or pa.types.is_boolean(field.type):
             return tf.TensorSpec([None], tf.int64)
         return tf.TensorSpec([None], tf.float64)
 
@@ -121,7 +138,7 @@ def to_tf_dataset(name: str, snapshot_id: int | None = None, *, label: str | Non
                     col = chunk.column(f.name)
                     if pa.types.is_string(f.type) or pa.types.is_large_string(f.type):
                         values = col.fill_null("").to_numpy(zero_copy_only=False).astype(object)
-                    elif pa.types.is_integer(f.type):
+                    elif pa.types.is_integer(f.type) or pa.types.is_boolean(f.type):
                         values = col.cast(pa.int64()).fill_null(0).to_numpy()
                     else:
                         values = col.cast(pa.float64()).to_numpy(zero_copy_only=False)

@@ -23,7 +23,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pyiceberg.catalog import Catalog
-from pyiceberg.exceptions import CommitFailedException, NamespaceAlreadyExistsError, NoSuchTableError
+from pyiceberg.exceptions import (CommitFailedException, NamespaceAlreadyExistsError, NoSuchTableError,
+                                  TableAlreadyExistsError)
 from pyiceberg.expressions import AlwaysTrue
 from pyiceberg.io.pyarrow import _pyarrow_to_schema_without_ids
 from sqlalchemy import select
@@ -40,6 +41,10 @@ MAX_NAME = 128
 PROP_PREFIX = "elearn."
 IDENTITY_KEYS = ("dag_id", "dag_run_id", "task_id")
 COMMIT_RETRIES = 8
+# pyiceberg retries a conflicting commit by rebasing its snapshot producers on the new state,
+# which keeps decisions taken on the old one (e.g. "nothing to delete yet"); elearn retries
+# itself, re-deciding everything on the fresh table, so pyiceberg's own retry is switched off.
+TABLE_PROPERTIES = {"commit.retry.num-retries": "0"}
 
 
 @dataclass(frozen=True)
@@ -142,13 +147,18 @@ def inspect_parquet(store: ObjectStore, keys: list[str], *, checksums: bool) -> 
         size += store.size(key)
         _merge_stats(stats, meta)
         if checksums and not store.is_s3:
-            sums[key.rsplit("/", 1)[-1]] = sha256_file(store.local_path(key))
+            sums[key] = sha256_file(store.local_path(key))
     return ParquetInput([store.uri(k) for k in keys], schema, rows, size, stats, sums)
 
 
 def _data_keys(store: ObjectStore) -> list[str]:
     # Spark also writes _SUCCESS and .crc files: those are not data
-    return [k for k in store.list("") if not k.rsplit("/", 1)[-1].startswith(("_", "."))]
+    keys = [k for k in store.list("") if not k.rsplit("/", 1)[-1].startswith(("_", "."))]
+    partitioned = [k for k in keys if any("=" in part for part in k.split("/")[:-1])]
+    if partitioned:
+        raise DataError(f"{store.uri(partitioned[0])} sits in a Hive-style partition folder; its values would be "
+                        f"lost: write the partition column into the files (no partitionBy) and register again")
+    return keys
 
 
 def _schema_changes(ident: str, current, incoming: pa.Schema, allow_incompatible: bool) -> dict:
@@ -185,9 +195,9 @@ def _evolve(tx, ident: str, incoming: pa.Schema, changes: dict) -> None:
                 update.update_column(col, field_type=_pyarrow_to_schema_without_ids(incoming).find_field(col).field_type)
             if changes["added"]:
                 update.union_by_name(pa.schema([incoming.field(c) for c in changes["added"]]))
-    except (ValueError, Exception) as e:
-        if isinstance(e, CommitFailedException):
-            raise
+    except CommitFailedException:
+        raise
+    except Exception as e:  # pyiceberg refuses unsupported changes with ValueError/ValidationError
         raise DataError(f"datastore {ident}: Iceberg cannot apply {changes} ({e}); "
                         f"register the new shape under a new datastore name") from e
     log.info("datastore %s: schema evolved %s", ident, changes)
@@ -231,8 +241,15 @@ def _commit(name: str, inp: ParquetInput, props: dict, *, catalog: Catalog, mode
             try:
                 table = catalog.load_table(ident)
             except NoSuchTableError:
-                table = catalog.create_table(ident, schema=inp.schema)
-                log.info("created datastore %s at %s", ident, table.location())
+                try:
+                    table = catalog.create_table(ident, schema=inp.schema, properties=TABLE_PROPERTIES)
+                    log.info("created datastore %s at %s", ident, table.location())
+                except TableAlreadyExistsError:  # another writer created it a moment ago
+                    table = catalog.load_table(ident)
+            if any(table.metadata.properties.get(k) != v for k, v in TABLE_PROPERTIES.items()):
+                with table.transaction() as tx:
+                    tx.set_properties(**TABLE_PROPERTIES)
+                table = catalog.load_table(ident)
             earlier = find_registration(table, props)
             if earlier is not None:
                 snap = table.snapshot_by_id(earlier)
@@ -251,6 +268,7 @@ def _commit(name: str, inp: ParquetInput, props: dict, *, catalog: Catalog, mode
             with table.transaction() as tx:
                 _evolve(tx, ident, inp.schema, changes)
                 if mode == "replace" and table.current_snapshot() is not None:
+                    # decided on this attempt's fresh table state; a conflict makes the commit fail
                     # a nightly refresh: the new snapshot holds exactly these files (old ones stay readable)
                     tx.delete(AlwaysTrue())
                 tx.add_files(file_paths=uris, snapshot_properties=commit_props)
@@ -316,8 +334,8 @@ def register_datastore(name: str, staged: Path, *, objects: ObjectStore, propert
         if not location.startswith(store_root + "/"):
             raise InvalidInput(f"datastore {ident} lives at {table.location()}, outside the object store {store_root}")
         uris = []
-        for key in keys:
-            target = location[len(store_root) + 1:] + "/" + key.rsplit("/", 1)[-1]
+        for key in keys:  # relative paths kept: files in subfolders may share a name
+            target = location[len(store_root) + 1:] + "/" + key
             objects.put_file(local.local_path(key), target)
             uris.append(objects.uri(target))
         return uris
