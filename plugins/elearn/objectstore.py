@@ -103,14 +103,19 @@ class ObjectStore:
         fs, base = self._fs_and_base
         return fs.get_file_info(f"{base}/{key}").type != pafs.FileType.NotFound
 
-    def put_file(self, src: Path, key: str) -> None:
+    def put_file(self, src: Path, key: str) -> str:
+        """Copy a local file to ``key``; return its sha256, computed while copying (one read)."""
         _, base = self._fs_and_base
+        digest = hashlib.sha256()
 
         def write(f_out):
             with open(src, "rb") as f_in:
-                shutil.copyfileobj(f_in, f_out, CHUNK)
+                for block in iter(lambda: f_in.read(CHUNK), b""):
+                    digest.update(block)
+                    f_out.write(block)
 
         self._write(f"{base}/{key}", write)
+        return digest.hexdigest()
 
     def put_bytes(self, data: bytes, key: str) -> None:
         _, base = self._fs_and_base

@@ -320,10 +320,8 @@ def register_datastore(name: str, staged: Path, *, objects: ObjectStore, propert
     keys = _data_keys(local)
     if not keys:
         raise DataError(f"no Parquet files in {staged}; did the producing job write its output?")
-    inp = inspect_parquet(local, keys, checksums=True)
+    inp = inspect_parquet(local, keys, checksums=False)  # the upload computes the checksums
     props = _properties(properties)
-    props[PROP_PREFIX + "input_sha256"] = hashlib.sha256(
-        "\n".join(f"{k}:{v}" for k, v in sorted(inp.checksums.items())).encode()).hexdigest()
     catalog = catalog or get_catalog()
     ident = table_identifier(name)
 
@@ -336,8 +334,10 @@ def register_datastore(name: str, staged: Path, *, objects: ObjectStore, propert
         uris = []
         for key in keys:  # relative paths kept: files in subfolders may share a name
             target = location[len(store_root) + 1:] + "/" + key
-            objects.put_file(local.local_path(key), target)
+            inp.checksums[key] = objects.put_file(local.local_path(key), target)
             uris.append(objects.uri(target))
+        props[PROP_PREFIX + "input_sha256"] = hashlib.sha256(
+            "\n".join(f"{k}:{v}" for k, v in sorted(inp.checksums.items())).encode()).hexdigest()
         return uris
 
     return _commit(name, inp, props, catalog=catalog, mode=mode, allow_incompatible=allow_incompatible,
