@@ -13,7 +13,7 @@ class RegisterDatastoreOperator(BaseOperator):
     The Asset in ``outlets`` gets an event whose extra carries name, snapshot id, rows and
     schema hash. Re-running the task in the same DAG run returns the earlier snapshot. The
     snapshot records the DAG run, the producing job and its sha256, the git commit and the
-    staged files' sha256. ``allow_incompatible_schema`` / ``allow_empty`` accept what the
+    sha256 of the job's (checksummed, landed) inputs. ``allow_incompatible_schema`` / ``allow_empty`` accept what the
     schema checks refuse by default.
     """
 
@@ -39,7 +39,8 @@ class RegisterDatastoreOperator(BaseOperator):
         produced = self.staged if isinstance(self.staged, dict) else {"staged": self.staged}
         props = {"dag_id": self.dag_id, "dag_run_id": context["run_id"], "task_id": self.task_id,
                  "git_commit": code_version()["git_commit"] or "unknown",
-                 "job": produced.get("job", "unknown"), "job_sha256": produced.get("job_sha256", "unknown")}
+                 "job": produced.get("job", "unknown"), "job_sha256": produced.get("job_sha256", "unknown"),
+                 "input_sha256": produced.get("input_sha256", "unknown")}
         snap = register_datastore(self.datastore, Path(produced["staged"]), objects=default_store(), properties=props,
                                   mode=self.mode, allow_incompatible=self.allow_incompatible_schema,
                                   allow_empty=self.allow_empty)

@@ -24,6 +24,8 @@ class SparkPreprocessOperator(BaseOperator):
         self.job_args = job_args or []
 
     def execute(self, context):
+        import hashlib
+
         from elearn import config
         from elearn.objectstore import default_store
         from elearn.rawdata import local_inputs
@@ -38,5 +40,8 @@ class SparkPreprocessOperator(BaseOperator):
         args = [a for table, uri in inputs.items() for a in (f"--{table}", uri)]
         args += ["--output", str(staged), *[str(a) for a in self.job_args]]
         result = submit(self.job, args, on_line=self.log.info)
+        manifest = default_store().get_json(f"{self.raw_prefix}/_manifest.json")
+        inputs_sha = hashlib.sha256("\n".join(f"{t}:{e['sha256']}" for t, e in
+                                              sorted(manifest["tables"].items())).encode()).hexdigest()
         return {"staged": str(staged), "rows": int(result.get("rows", 0)), "job": self.job,
-                "job_sha256": sha256_file(job_path(self.job))}
+                "job_sha256": sha256_file(job_path(self.job)), "input_sha256": inputs_sha}

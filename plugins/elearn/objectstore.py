@@ -103,19 +103,21 @@ class ObjectStore:
         fs, base = self._fs_and_base
         return fs.get_file_info(f"{base}/{key}").type != pafs.FileType.NotFound
 
-    def put_file(self, src: Path, key: str) -> str:
-        """Copy a local file to ``key``; return its sha256, computed while copying (one read)."""
+    def put_file(self, src: Path, key: str, *, checksum: bool = False) -> str | None:
+        """Copy a local file to ``key``; with ``checksum``, return its sha256 computed while
+        copying (one read of the file instead of two)."""
         _, base = self._fs_and_base
-        digest = hashlib.sha256()
+        digest = hashlib.sha256() if checksum else None
 
         def write(f_out):
             with open(src, "rb") as f_in:
                 for block in iter(lambda: f_in.read(CHUNK), b""):
-                    digest.update(block)
+                    if digest is not None:
+                        digest.update(block)
                     f_out.write(block)
 
         self._write(f"{base}/{key}", write)
-        return digest.hexdigest()
+        return digest.hexdigest() if digest is not None else None
 
     def put_bytes(self, data: bytes, key: str) -> None:
         _, base = self._fs_and_base

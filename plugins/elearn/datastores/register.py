@@ -33,7 +33,7 @@ from elearn.datastores.catalog import NAMESPACE, get_catalog, table_identifier
 from elearn.datastores.dbmodels import SqlDatastoreSnapshot
 from elearn.db import session_scope
 from elearn.errors import DataError, InvalidInput
-from elearn.objectstore import ObjectStore, sha256_file
+from elearn.objectstore import ObjectStore
 
 log = logging.getLogger(__name__)
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -72,7 +72,6 @@ class ParquetInput:
     rows: int
     bytes: int
     stats: dict
-    checksums: dict[str, str]  # file name -> sha256 (local staged files only)
 
 
 def validate_name(name: str) -> None:
@@ -118,14 +117,14 @@ def _merge_stats(stats: dict, meta: pq.FileMetaData) -> None:
                 entry["max"] = hi if entry["max"] is None else max(entry["max"], hi)
 
 
-def inspect_parquet(store: ObjectStore, keys: list[str], *, checksums: bool) -> ParquetInput:
+def inspect_parquet(store: ObjectStore, keys: list[str]) -> ParquetInput:
     """Check that every file is Parquet with one common schema; gather rows and statistics.
 
     Raises ``DataError`` naming the first file that is not Parquet or whose schema differs.
     """
     if not keys:
         raise DataError(f"no data files under {store.root}")
-    schema, rows, size, stats, sums, first = None, 0, 0, {}, {}, None
+    schema, rows, size, stats, first = None, 0, 0, {}, None
     for key in keys:
         uri = store.uri(key)
         try:
@@ -146,9 +145,7 @@ def inspect_parquet(store: ObjectStore, keys: list[str], *, checksums: bool) -> 
         rows += meta.num_rows
         size += store.size(key)
         _merge_stats(stats, meta)
-        if checksums and not store.is_s3:
-            sums[key] = sha256_file(store.local_path(key))
-    return ParquetInput([store.uri(k) for k in keys], schema, rows, size, stats, sums)
+    return ParquetInput([store.uri(k) for k in keys], schema, rows, size, stats)
 
 
 def _data_keys(store: ObjectStore) -> list[str]:
@@ -303,9 +300,9 @@ def register_datastore(name: str, staged: Path, *, objects: ObjectStore, propert
                        allow_empty: bool = False) -> DatastoreSnapshot:
     """Commit the Parquet files in the local folder ``staged`` as one new snapshot of ``name``.
 
-    ``properties`` (``dag_id``, ``dag_run_id``, ``task_id``, ``job``, ``code_version`` …) are
-    stored in the snapshot summary with the files' sha256; a snapshot of the same DAG run and
-    task is returned as is (``reused=True``). ``mode``: ``replace`` (the snapshot holds
+    ``properties`` (``dag_id``, ``dag_run_id``, ``task_id``, ``job``, ``job_sha256``,
+    ``input_sha256`` of the job's inputs, ``git_commit`` …) are stored in the snapshot summary;
+    a snapshot of the same DAG run and task is returned as is (``reused=True``). ``mode``: ``replace`` (the snapshot holds
     exactly these files) or ``append``. Schema rules: a new nullable column is accepted and
     recorded; dropped/renamed columns, type changes and empty output raise ``DataError``
     naming the columns unless ``allow_incompatible`` / ``allow_empty``.
@@ -320,7 +317,7 @@ def register_datastore(name: str, staged: Path, *, objects: ObjectStore, propert
     keys = _data_keys(local)
     if not keys:
         raise DataError(f"no Parquet files in {staged}; did the producing job write its output?")
-    inp = inspect_parquet(local, keys, checksums=False)  # the upload computes the checksums
+    inp = inspect_parquet(local, keys)
     props = _properties(properties)
     catalog = catalog or get_catalog()
     ident = table_identifier(name)
@@ -334,10 +331,8 @@ def register_datastore(name: str, staged: Path, *, objects: ObjectStore, propert
         uris = []
         for key in keys:  # relative paths kept: files in subfolders may share a name
             target = location[len(store_root) + 1:] + "/" + key
-            inp.checksums[key] = objects.put_file(local.local_path(key), target)
+            objects.put_file(local.local_path(key), target)
             uris.append(objects.uri(target))
-        props[PROP_PREFIX + "input_sha256"] = hashlib.sha256(
-            "\n".join(f"{k}:{v}" for k, v in sorted(inp.checksums.items())).encode()).hexdigest()
         return uris
 
     return _commit(name, inp, props, catalog=catalog, mode=mode, allow_incompatible=allow_incompatible,
@@ -366,7 +361,7 @@ def register_external(name: str, source_uri: str, *, properties: dict[str, str] 
         keys = _data_keys(store)
     if not keys:
         raise DataError(f"no Parquet files at {source_uri}; check the URI")
-    inp = inspect_parquet(store, keys, checksums=False)
+    inp = inspect_parquet(store, keys)
     props = _properties({**(properties or {}), "source": source_uri})
     return _commit(name, inp, props, catalog=catalog or get_catalog(), mode=mode,
                    allow_incompatible=allow_incompatible, allow_empty=allow_empty)

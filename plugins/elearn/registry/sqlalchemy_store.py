@@ -12,7 +12,7 @@ from elearn.db import get_engine, session_scope
 from elearn.errors import Conflict, InvalidInput, NotFound
 from elearn.registry.abstract_store import AbstractRegistryStore
 from elearn.registry.dbmodels import SqlAliasHistory, SqlModelAlias, SqlModelVersion, SqlRegisteredModel
-from elearn.registry.entities import AliasChange, ModelVersion, VersionStatus
+from elearn.registry.entities import VersionStatus
 
 VERSION_RETRIES = 10
 
