@@ -384,9 +384,9 @@ and `file://` object store; files stay in the page cache, nothing is fsync'ed):
   further baselines: `shutil.copytree` (a plain copy) and `ObjectStore.put_file` per file (the
   copy register itself does: chunked, to a temporary name, then renamed).
   "register minus `put_file` copy" is the part of register that is not the copy: reading every
-  footer, the sha256 of every file, the Iceberg manifests, metadata and catalog commit, and
+  footer, the Iceberg manifests, metadata and catalog commit, and
   elearn's bookkeeping row. The first registration also creates the Iceberg table; later
-  repeats replace the snapshot (delete + add files).
+  repeats replace the snapshot (one OVERWRITE snapshot: old files out, new files in).
 - **Read throughput into tf.data.** `elearn.datastores.to_tf_dataset("{DATASTORE}", label="{LABEL}",
   batch_size={BATCH_SIZE})` iterated to the end, against the same Parquet files read with
   `pyarrow.parquet.read_table` and converted to numpy columns the same way (strings to objects,

@@ -46,9 +46,9 @@ def open_table(name: str, *, catalog: Catalog | None = None) -> Table:
 
 
 def registrations(table: Table) -> list:
-    """The table's snapshots that hold a registration, oldest first. A ``replace`` registration
-    commits a delete snapshot and then the append in one transaction; the delete in between
-    is never a version anyone should read."""
+    """The table's snapshots that hold a registration, oldest first (elearn commits one
+    APPEND or OVERWRITE snapshot per registration; a bare DELETE snapshot, e.g. from another
+    engine, is never a version anyone should read)."""
     return sorted((s for s in table.snapshots() if not (s.summary and s.summary.operation.value == "delete")),
                   key=lambda s: s.timestamp_ms)
 

@@ -25,8 +25,7 @@ import pyarrow.parquet as pq
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import (CommitFailedException, NamespaceAlreadyExistsError, NoSuchTableError,
                                   TableAlreadyExistsError)
-from pyiceberg.expressions import AlwaysTrue
-from pyiceberg.io.pyarrow import _pyarrow_to_schema_without_ids
+from pyiceberg.io.pyarrow import _pyarrow_to_schema_without_ids, parquet_files_to_data_files
 from sqlalchemy import select
 
 from elearn.datastores.catalog import NAMESPACE, get_catalog, table_identifier
@@ -200,6 +199,20 @@ def _evolve(tx, ident: str, incoming: pa.Schema, changes: dict) -> None:
     log.info("datastore %s: schema evolved %s", ident, changes)
 
 
+def _replace_files(table, tx, current_snapshot_id: int, uris: list[str], snapshot_properties: dict) -> None:
+    """One OVERWRITE snapshot that removes every current data file and adds ``uris`` (a nightly
+    refresh: the snapshot holds exactly the new files; earlier snapshots stay readable)."""
+    if tx.table_metadata.name_mapping() is None:  # files written without Iceberg field ids need it
+        tx.set_properties(**{"schema.name-mapping.default":
+                             tx.table_metadata.schema().name_mapping.model_dump_json()})
+    old_files = [task.file for task in table.scan(snapshot_id=current_snapshot_id).plan_files()]
+    with tx.update_snapshot(snapshot_properties=snapshot_properties).overwrite() as overwrite:
+        for data_file in old_files:
+            overwrite.delete_data_file(data_file)
+        for data_file in parquet_files_to_data_files(table.io, tx.table_metadata, iter(uris)):
+            overwrite.append_data_file(data_file)
+
+
 def find_registration(table, properties: dict) -> int | None:
     """The snapshot committed earlier by the same DAG run and task, if any."""
     keys = [PROP_PREFIX + k for k in IDENTITY_KEYS if PROP_PREFIX + k in properties]
@@ -264,11 +277,11 @@ def _commit(name: str, inp: ParquetInput, props: dict, *, catalog: Catalog, mode
                 commit_props[PROP_PREFIX + "schema_changes"] = json.dumps(changes, sort_keys=True)
             with table.transaction() as tx:
                 _evolve(tx, ident, inp.schema, changes)
-                if mode == "replace" and table.current_snapshot() is not None:
-                    # decided on this attempt's fresh table state; a conflict makes the commit fail
-                    # a nightly refresh: the new snapshot holds exactly these files (old ones stay readable)
-                    tx.delete(AlwaysTrue())
-                tx.add_files(file_paths=uris, snapshot_properties=commit_props)
+                current = table.current_snapshot()  # this attempt's fresh state; a conflict fails the commit
+                if mode == "replace" and current is not None:
+                    _replace_files(table, tx, current.snapshot_id, uris, commit_props)
+                else:
+                    tx.add_files(file_paths=uris, snapshot_properties=commit_props)
             break
         except CommitFailedException as e:
             if attempt == COMMIT_RETRIES - 1:

@@ -1,7 +1,7 @@
 """Snapshot expiry that never expires the data a kept model was trained on.
 
 A snapshot is protected when it is the current one, among the ``keep_last`` newest
-registrations (a ``replace`` also commits a delete snapshot, which does not count), younger
+registrations (bare delete snapshots do not count), younger
 than ``older_than``, tagged/branched in Iceberg, or named in the lineage of a model version
 that is saved or carries an alias. Expiry removes snapshots from the table's metadata;
 data files that no snapshot references any more are left for an orphan-file clean-up.
