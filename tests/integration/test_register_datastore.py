@@ -187,3 +187,23 @@ def test_same_file_names_in_subfolders_and_partition_folders(home, tmp_path):
     pq.write_table(table(5), hive / "month=1" / "part-0.parquet")
     with pytest.raises(DataError, match=r"month=1/part-0.parquet sits in a Hive-style partition folder"):
         register_datastore("nested", hive, objects=objects, properties=props("r2"))
+
+
+def test_replace_writes_the_same_file_statistics_as_pyiceberg(home, tmp_path):
+    """A replace builds Iceberg DataFiles from the footers elearn already read; they must be
+    what pyiceberg's own add_files would have recorded (row counts, null counts, bounds)."""
+    from pyiceberg.io.pyarrow import parquet_file_to_data_file
+
+    objects = default_store()
+    t = table(40, {"temp": pa.array([None if i % 4 == 0 else float(i) for i in range(40)])})
+    register_datastore("same", staged(tmp_path / "a", t), objects=objects, properties=props("r1"))
+    register_datastore("same", staged(tmp_path / "b", t), objects=objects, properties=props("r2"))  # a replace
+    ice = get_catalog().load_table("datastores.same")
+    assert ice.current_snapshot().summary.operation.value == "overwrite"
+    tasks = list(ice.scan().plan_files())
+    assert len(tasks) == 2
+    for task in tasks:
+        theirs = parquet_file_to_data_file(ice.io, ice.metadata, task.file.file_path)
+        for attr in ("record_count", "file_size_in_bytes", "null_value_counts", "value_counts", "lower_bounds",
+                     "upper_bounds", "column_sizes"):
+            assert getattr(task.file, attr) == getattr(theirs, attr), attr

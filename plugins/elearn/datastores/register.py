@@ -25,7 +25,10 @@ import pyarrow.parquet as pq
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import (CommitFailedException, NamespaceAlreadyExistsError, NoSuchTableError,
                                   TableAlreadyExistsError)
-from pyiceberg.io.pyarrow import _pyarrow_to_schema_without_ids, parquet_files_to_data_files
+from pyiceberg.io.pyarrow import (_pyarrow_to_schema_without_ids, compute_statistics_plan,
+                                  data_file_statistics_from_parquet_metadata, parquet_files_to_data_files,
+                                  parquet_path_to_id_mapping)
+from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
 from sqlalchemy import select
 
 from elearn.datastores.catalog import NAMESPACE, get_catalog, table_identifier
@@ -71,6 +74,7 @@ class ParquetInput:
     rows: int
     bytes: int
     stats: dict
+    footers: dict = field(default_factory=dict)  # key -> (pyarrow FileMetaData, size): read once, reused
 
 
 def validate_name(name: str) -> None:
@@ -123,7 +127,7 @@ def inspect_parquet(store: ObjectStore, keys: list[str]) -> ParquetInput:
     """
     if not keys:
         raise DataError(f"no data files under {store.root}")
-    schema, rows, size, stats, first = None, 0, 0, {}, None
+    schema, rows, size, stats, first, footers = None, 0, 0, {}, None, {}
     for key in keys:
         uri = store.uri(key)
         try:
@@ -141,10 +145,12 @@ def inspect_parquet(store: ObjectStore, keys: list[str]) -> ParquetInput:
             diff = sorted(set(theirs.items()) ^ set(ours.items()))
             raise DataError(f"{uri} has a different schema from {first} (columns {sorted({d[0] for d in diff})}); "
                             f"all files of one snapshot must share one schema")
+        file_size = store.size(key)
         rows += meta.num_rows
-        size += store.size(key)
+        size += file_size
+        footers[key] = (meta, file_size)
         _merge_stats(stats, meta)
-    return ParquetInput([store.uri(k) for k in keys], schema, rows, size, stats)
+    return ParquetInput([store.uri(k) for k in keys], schema, rows, size, stats, footers)
 
 
 def _data_keys(store: ObjectStore) -> list[str]:
@@ -199,17 +205,36 @@ def _evolve(tx, ident: str, incoming: pa.Schema, changes: dict) -> None:
     log.info("datastore %s: schema evolved %s", ident, changes)
 
 
-def _replace_files(table, tx, current_snapshot_id: int, uris: list[str], snapshot_properties: dict) -> None:
+def _data_file(table_metadata, uri: str, meta: pq.FileMetaData, size: int) -> DataFile:
+    """An Iceberg DataFile from a footer already read (what pyiceberg's add_files builds after
+    reading the footer a second time); the schema was checked by ``_schema_changes``."""
+    schema = table_metadata.schema()
+    statistics = data_file_statistics_from_parquet_metadata(
+        parquet_metadata=meta, stats_columns=compute_statistics_plan(schema, table_metadata.properties),
+        parquet_column_mapping=parquet_path_to_id_mapping(schema))
+    return DataFile.from_args(content=DataFileContent.DATA, file_path=uri, file_format=FileFormat.PARQUET,
+                              partition=statistics.partition(table_metadata.spec(), schema), file_size_in_bytes=size,
+                              sort_order_id=None, spec_id=table_metadata.default_spec_id, equality_ids=None,
+                              key_metadata=None, **statistics.to_serialized_dict())
+
+
+def _replace_files(table, tx, current_snapshot_id: int, uris: list[str], inp: ParquetInput,
+                   snapshot_properties: dict) -> None:
     """One OVERWRITE snapshot that removes every current data file and adds ``uris`` (a nightly
     refresh: the snapshot holds exactly the new files; earlier snapshots stay readable)."""
     if tx.table_metadata.name_mapping() is None:  # files written without Iceberg field ids need it
         tx.set_properties(**{"schema.name-mapping.default":
                              tx.table_metadata.schema().name_mapping.model_dump_json()})
     old_files = [task.file for task in table.scan(snapshot_id=current_snapshot_id).plan_files()]
+    footers = list(inp.footers.values())
+    if len(footers) == len(uris):
+        new_files = [_data_file(tx.table_metadata, uri, meta, size) for uri, (meta, size) in zip(uris, footers)]
+    else:
+        new_files = list(parquet_files_to_data_files(table.io, tx.table_metadata, iter(uris)))
     with tx.update_snapshot(snapshot_properties=snapshot_properties).overwrite() as overwrite:
         for data_file in old_files:
             overwrite.delete_data_file(data_file)
-        for data_file in parquet_files_to_data_files(table.io, tx.table_metadata, iter(uris)):
+        for data_file in new_files:
             overwrite.append_data_file(data_file)
 
 
@@ -279,7 +304,7 @@ def _commit(name: str, inp: ParquetInput, props: dict, *, catalog: Catalog, mode
                 _evolve(tx, ident, inp.schema, changes)
                 current = table.current_snapshot()  # this attempt's fresh state; a conflict fails the commit
                 if mode == "replace" and current is not None:
-                    _replace_files(table, tx, current.snapshot_id, uris, commit_props)
+                    _replace_files(table, tx, current.snapshot_id, uris, inp, commit_props)
                 else:
                     tx.add_files(file_paths=uris, snapshot_properties=commit_props)
             break
