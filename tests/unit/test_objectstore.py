@@ -3,15 +3,7 @@ import hashlib
 import pytest
 
 from elearn.errors import ConfigError, InvalidInput, NotFound
-from elearn.objectstore import ObjectStore, default_store
-
-
-@pytest.fixture(params=["file", "s3"])
-def store(request, tmp_path):
-    if request.param == "file":
-        return ObjectStore(f"file://{tmp_path}/store")
-    request.getfixturevalue("s3_home")
-    return default_store()
+from elearn.objectstore import ObjectStore
 
 
 def test_put_get_list_and_checksums(store, tmp_path):
