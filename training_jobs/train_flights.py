@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from elearn.compute.worker import MetricsLog, WorkerContext
-from elearn.datastores.catalog import read_datastore
+from elearn.datastores.reading import read_arrow
 from elearn.datastores.reading import from_worker_env
 from elearn.features.flights import CATEGORICAL_FEATURES, LABEL, NUMERIC_FEATURES, FeatureSpec, Lookups
 
@@ -90,7 +90,7 @@ def main(argv=None) -> int:
     handed = from_worker_env(args.datastore)  # ELEARN_DATASTORE_<NAME>, set by the gang operator
     snapshot_id = args.snapshot_id if args.snapshot_id is not None else (handed.snapshot_id if handed else None)
     print(f"worker {ctx.index}: reading datastore {args.datastore} at snapshot {snapshot_id}", flush=True)
-    df = read_datastore(args.datastore, snapshot_id).to_pandas()
+    df = read_arrow(args.datastore, snapshot_id).to_pandas()
     train = df[df["month"].isin(args.train_months)].sort_values("flight_id").reset_index(drop=True)
     test = df[df["month"].isin(args.test_months)].sort_values("flight_id").reset_index(drop=True)
     if len(train) == 0 or len(test) == 0:

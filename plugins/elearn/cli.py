@@ -75,14 +75,14 @@ def cmd_model_show(a) -> int:
 
 
 def cmd_datastore_ls(a) -> int:
-    from elearn.datastores import get_catalog
+    from elearn.datastores import open_table
+    from elearn.datastores.catalog import list_datastores, table_identifier
 
-    catalog = get_catalog()
     rows = []
-    for ident in catalog.list_tables("datastores") if ("datastores",) in catalog.list_namespaces() else []:
-        table = catalog.load_table(ident)
+    for name in list_datastores():
+        table = open_table(name)
         snap = table.current_snapshot()
-        rows.append({"name": ".".join(ident), "snapshots": len(table.snapshots()),
+        rows.append({"name": table_identifier(name), "snapshots": len(table.snapshots()),
                      "current_snapshot": snap.snapshot_id if snap else None,
                      "rows": int(snap.summary["total-records"]) if snap else 0})
     if a.json:

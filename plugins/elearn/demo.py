@@ -87,11 +87,11 @@ def stage_times(run_id: str) -> dict[str, float]:
 
 def sample_request(lineage: dict, test_months: str) -> dict:
     """A real held-out flight from the version's own datastore snapshot, as a caller would send it."""
-    from elearn.datastores import read_datastore
+    from elearn.datastores import read_arrow
     from elearn.features.flights import REQUIRED_FIELDS
     from training_jobs.train_flights import months
 
-    table = read_datastore(lineage["datastore"], lineage["snapshot_id"]).to_pandas()
+    table = read_arrow(lineage["datastore"], lineage["snapshot_id"]).to_pandas()
     held_out = table[table["month"].isin(months(test_months))].sort_values("flight_id")
     row = held_out.iloc[len(held_out) // 2]
     record = {k: (row[k].item() if hasattr(row[k], "item") else row[k]) for k in ["flight_id", *REQUIRED_FIELDS]}

@@ -38,7 +38,7 @@ def offline_predictions(mv, test_months: list[int]):
     recomputed here (not read from the pipeline's report)."""
     import keras
 
-    from elearn.datastores import read_datastore
+    from elearn.datastores import read_arrow
     from elearn.features.flights import FeatureSpec
     from elearn.objectstore import default_store
 
@@ -52,7 +52,7 @@ def offline_predictions(mv, test_months: list[int]):
             objects.get_file(f"{root}/{name}", local / name)
         model = keras.models.load_model(local / "model.keras")
         spec = FeatureSpec.from_json((local / "feature_spec.json").read_text())
-    table = read_datastore(mv.lineage["datastore"], mv.lineage["snapshot_id"]).to_pandas()
+    table = read_arrow(mv.lineage["datastore"], mv.lineage["snapshot_id"]).to_pandas()
     held_out = table[table["month"].isin(test_months)].sort_values("flight_id").reset_index(drop=True)
     p = model.predict(spec.transform(held_out), batch_size=4096, verbose=0).reshape(-1).astype("float64")
     return held_out, p

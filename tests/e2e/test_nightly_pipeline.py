@@ -124,7 +124,7 @@ def test_served_answers_equal_the_offline_model(pipeline):
 
 
 def test_corrupt_raw_input_fails_and_loses_nothing_then_second_run_is_version_2(pipeline, tmp_path):
-    from elearn.datastores import get_catalog, read_datastore
+    from elearn.datastores import get_catalog, read_arrow
     from elearn.objectstore import default_store
 
     home, first = pipeline
@@ -159,7 +159,7 @@ def test_corrupt_raw_input_fails_and_loses_nothing_then_second_run_is_version_2(
     assert v2.status == "READY" and v2.dag_run_id == second.run_id and v2.bento_tag == "flight-delay:v2"
     assert v2.lineage["snapshot_id"] != v1.lineage["snapshot_id"]
     # nothing from run 1 is lost: its snapshot reads, its files are intact
-    assert read_datastore("flight_features", v1.lineage["snapshot_id"]).num_rows == v1.lineage["datastore_rows"]
+    assert read_arrow("flight_features", v1.lineage["snapshot_id"]).num_rows == v1.lineage["datastore_rows"]
     objects = default_store()
     root = v1.artifact_uri[len(objects.root) + 1:]
     for rel, meta in version(1).files.items():

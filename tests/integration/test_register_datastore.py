@@ -4,7 +4,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from elearn.datastores import get_catalog, read_datastore, register_datastore
+from elearn.datastores import get_catalog, read_arrow, register_datastore
 from elearn.errors import DataError, InvalidInput
 from elearn.objectstore import default_store
 
@@ -49,8 +49,8 @@ def test_register_replace_and_idempotent_rerun(home, tmp_path):
     assert again.reused and again.snapshot_id == s1.snapshot_id
     s2 = register_datastore("demo", staged(tmp_path / "c", table(60)), objects=objects, properties=props("r2"))
     assert s2.snapshot_id != s1.snapshot_id and s2.rows == 60
-    assert read_datastore("demo").num_rows == 60
-    assert read_datastore("demo", s1.snapshot_id).num_rows == 100  # the earlier version stays readable
+    assert read_arrow("demo").num_rows == 60
+    assert read_arrow("demo", s1.snapshot_id).num_rows == 100  # the earlier version stays readable
     summary = get_catalog().load_table("datastores.demo").snapshot_by_id(s2.snapshot_id).summary
     assert summary["elearn.dag_run_id"] == "r2"
 
@@ -60,7 +60,7 @@ def test_new_nullable_column_is_accepted_incompatible_change_is_refused(home, tm
     register_datastore("evo", staged(tmp_path / "a", table(10)), objects=objects, properties=props("r1"))
     wider = table(10, {"temp": pa.array([1.0] * 10)})
     s = register_datastore("evo", staged(tmp_path / "b", wider), objects=objects, properties=props("r2"))
-    assert "temp" in read_datastore("evo", s.snapshot_id).column_names
+    assert "temp" in read_arrow("evo", s.snapshot_id).column_names
     changed = pa.table({"flight_id": [f"f{i}" for i in range(5)], "month": pa.array(["x"] * 5),
                         "delayed": pa.array([0] * 5, pa.int32()), "temp": pa.array([1.0] * 5)})
     before = len(get_catalog().load_table("datastores.evo").snapshots())
@@ -99,7 +99,7 @@ def test_dropped_or_renamed_columns_are_refused_unless_allowed(home, tmp_path):
     snap = register_datastore("ren", staged(tmp_path / "c", renamed), objects=objects, properties=props("r3"),
                               allow_incompatible=True)
     assert snap.schema_changes["dropped"] == ["month"] and snap.schema_changes["added"] == ["mon"]
-    assert read_datastore("ren", snap.snapshot_id).column_names == ["flight_id", "delayed", "mon"]
+    assert read_arrow("ren", snap.snapshot_id).column_names == ["flight_id", "delayed", "mon"]
 
 
 def test_empty_output_non_parquet_and_mismatched_files_are_refused(home, tmp_path):
@@ -150,7 +150,7 @@ def test_a_failure_before_the_commit_leaves_no_snapshot(home, tmp_path, monkeypa
         register_datastore("crash", staged(tmp_path / "b", table(30)), objects=objects, properties=props("r2"))
     monkeypatch.setattr(type(objects), "put_file", real_put)
     assert get_catalog().load_table("datastores.crash").current_snapshot().snapshot_id == first.snapshot_id
-    assert read_datastore("crash").num_rows == 10
+    assert read_arrow("crash").num_rows == 10
     retry = register_datastore("crash", staged(tmp_path / "c", table(30)), objects=objects, properties=props("r2"))
     assert retry.rows == 30 and not retry.reused
 
@@ -169,7 +169,7 @@ def test_external_registration_does_not_copy(home, tmp_path):
     table_ = get_catalog().load_table("datastores.synced_flights")
     files = [task.file.file_path for task in table_.scan().plan_files()]
     assert sorted(files) == [f"{source}/part-0.parquet", f"{source}/part-1.parquet"]  # in place, not copied
-    assert read_datastore("synced_flights").num_rows == 35
+    assert read_arrow("synced_flights").num_rows == 35
     assert main(["datastore", "register", "synced_flights", "--from", objects.uri("synced/nothing")]) == 2
 
 
@@ -181,7 +181,7 @@ def test_same_file_names_in_subfolders_and_partition_folders(home, tmp_path):
     pq.write_table(table(10), folder / "a" / "part-0.parquet")
     pq.write_table(table(7), folder / "b" / "part-0.parquet")
     snap = register_datastore("nested", folder, objects=objects, properties=props("r1"))
-    assert snap.rows == 17 and read_datastore("nested").num_rows == 17  # neither file overwrote the other
+    assert snap.rows == 17 and read_arrow("nested").num_rows == 17  # neither file overwrote the other
     hive = tmp_path / "hive"
     (hive / "month=1").mkdir(parents=True)
     pq.write_table(table(5), hive / "month=1" / "part-0.parquet")

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import pyarrow as pa
 from pyiceberg.catalog import Catalog
 from pyiceberg.catalog.sql import SqlCatalog
-from pyiceberg.exceptions import NoSuchTableError
 
 from elearn import config
-from elearn.errors import NotFound
 
 NAMESPACE = "datastores"
 CATALOG_NAME = "elearn"  # the SQL catalog keys tables by catalog name: readers must use the same
@@ -37,15 +34,9 @@ def table_identifier(name: str) -> str:
     return name if "." in name else f"{NAMESPACE}.{name}"
 
 
-def read_datastore(name: str, snapshot_id: int | None = None, *, catalog: Catalog | None = None,
-                   columns: tuple[str, ...] = ("*",)) -> pa.Table:
-    """Read a datastore by name, at ``snapshot_id`` (default: its current snapshot)."""
+def list_datastores(catalog: Catalog | None = None) -> list[str]:
+    """Names of every datastore in the catalog (none before the first registration)."""
     catalog = catalog or get_catalog()
-    ident = table_identifier(name)
-    try:
-        table = catalog.load_table(ident)
-    except NoSuchTableError as e:
-        raise NotFound(f"datastore {ident!r} does not exist; list datastores with `elearn datastore ls`") from e
-    if snapshot_id is not None and table.snapshot_by_id(int(snapshot_id)) is None:
-        raise NotFound(f"datastore {ident!r} has no snapshot {snapshot_id}")
-    return table.scan(snapshot_id=snapshot_id, selected_fields=columns).to_arrow()
+    if (NAMESPACE,) not in catalog.list_namespaces():
+        return []
+    return sorted(ident[-1] for ident in catalog.list_tables(NAMESPACE))

