@@ -103,16 +103,24 @@ class ObjectStore:
         fs, base = self._fs_and_base
         return fs.get_file_info(f"{base}/{key}").type != pafs.FileType.NotFound
 
-    def put_file(self, src: Path, key: str, *, checksum: bool = False) -> str | None:
+    def put_file(self, src: Path, key: str, *, checksum: bool = False, link: bool = False) -> str | None:
         """Copy a local file to ``key``; with ``checksum``, return its sha256 computed while
-        copying (one read of the file instead of two)."""
+        copying (one read of the file instead of two). With ``link`` a ``file://`` store
+        hard-links ``src`` when both sit on one filesystem (no bytes copied; only for files that
+        are never rewritten in place, such as Parquet output) and copies otherwise."""
         _, base = self._fs_and_base
         if not checksum and not self.is_s3:
-            # local to local: let the kernel copy (copy_file_range), then rename into place
+            # local to local: link, or let the kernel copy (copy_file_range); then rename into place
             target = self.local_path(key)
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_name(target.name + ".partial")
-            shutil.copyfile(src, tmp)
+            tmp.unlink(missing_ok=True)
+            try:
+                if not link:
+                    raise OSError("copy requested")
+                os.link(src, tmp)
+            except OSError:  # another filesystem (EXDEV), or links not allowed there
+                shutil.copyfile(src, tmp)
             os.replace(tmp, target)
             return None
         digest = hashlib.sha256() if checksum else None

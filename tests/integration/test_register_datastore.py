@@ -139,11 +139,11 @@ def test_a_failure_before_the_commit_leaves_no_snapshot(home, tmp_path, monkeypa
     real_put = type(objects).put_file
     calls = []
 
-    def dying_put(self, src, key):
+    def dying_put(self, src, key, **kwargs):
         calls.append(key)
         if len(calls) == 2:
             raise KeyboardInterrupt("task killed mid-upload")
-        return real_put(self, src, key)
+        return real_put(self, src, key, **kwargs)
 
     monkeypatch.setattr(type(objects), "put_file", dying_put)
     with pytest.raises(KeyboardInterrupt):

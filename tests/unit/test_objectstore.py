@@ -34,3 +34,28 @@ def test_bad_roots_and_keys(tmp_path):
         ObjectStore("s3://ab/x")
     with pytest.raises(InvalidInput, match="outside the object store"):
         ObjectStore(f"file://{tmp_path}").key_of("file:///elsewhere/x")
+
+
+def test_put_file_link_shares_the_file_and_falls_back_to_a_copy(tmp_path, monkeypatch):
+    import os
+
+    store = ObjectStore(f"file://{tmp_path / 'store'}")
+    src = tmp_path / "part-0.parquet"
+    src.write_bytes(b"p" * 1000)
+    store.put_file(src, "t/data/part-0.parquet", link=True)
+    placed = store.local_path("t/data/part-0.parquet")
+    assert placed.stat().st_ino == src.stat().st_ino  # one filesystem: a hard link, nothing copied
+    src.unlink()  # the staged folder may go; the placed file stays
+    assert store.get_bytes("t/data/part-0.parquet") == b"p" * 1000
+
+    def no_links(*args):
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", no_links)
+    src.write_bytes(b"q" * 1000)
+    store.put_file(src, "t/data/part-1.parquet", link=True)
+    copied = store.local_path("t/data/part-1.parquet")
+    assert copied.stat().st_ino != src.stat().st_ino and copied.read_bytes() == b"q" * 1000
+    store.put_file(src, "t/data/part-2.parquet")  # without link: always a copy
+    assert store.local_path("t/data/part-2.parquet").stat().st_ino != src.stat().st_ino
+    assert not any(k.endswith(".partial") for k in store.list("t"))

@@ -204,17 +204,23 @@ def _evolve(tx, ident: str, incoming: pa.Schema, changes: dict) -> None:
     log.info("datastore %s: schema evolved %s", ident, changes)
 
 
-def _data_file(table_metadata, uri: str, meta: pq.FileMetaData, size: int) -> DataFile:
-    """An Iceberg DataFile from a footer already read (what pyiceberg's add_files builds after
-    reading the footer a second time); the schema was checked by ``_schema_changes``."""
+def _data_files(table_metadata, uris: list[str], footers) -> list[DataFile]:
+    """Iceberg DataFiles from footers already read (what pyiceberg's add_files builds after
+    reading each footer a second time); the schema was checked by ``_schema_changes``."""
     schema = table_metadata.schema()
-    statistics = data_file_statistics_from_parquet_metadata(
-        parquet_metadata=meta, stats_columns=compute_statistics_plan(schema, table_metadata.properties),
-        parquet_column_mapping=parquet_path_to_id_mapping(schema))
-    return DataFile.from_args(content=DataFileContent.DATA, file_path=uri, file_format=FileFormat.PARQUET,
-                              partition=statistics.partition(table_metadata.spec(), schema), file_size_in_bytes=size,
-                              sort_order_id=None, spec_id=table_metadata.default_spec_id, equality_ids=None,
-                              key_metadata=None, **statistics.to_serialized_dict())
+    stats_columns = compute_statistics_plan(schema, table_metadata.properties)
+    column_mapping = parquet_path_to_id_mapping(schema)
+    spec = table_metadata.spec()
+    files = []
+    for uri, (meta, size) in zip(uris, footers):
+        statistics = data_file_statistics_from_parquet_metadata(
+            parquet_metadata=meta, stats_columns=stats_columns, parquet_column_mapping=column_mapping)
+        files.append(DataFile.from_args(
+            content=DataFileContent.DATA, file_path=uri, file_format=FileFormat.PARQUET,
+            partition=statistics.partition(spec, schema), file_size_in_bytes=size, sort_order_id=None,
+            spec_id=table_metadata.default_spec_id, equality_ids=None, key_metadata=None,
+            **statistics.to_serialized_dict()))
+    return files
 
 
 def _replace_files(table, tx, current_snapshot_id: int, uris: list[str], inp: ParquetInput,
@@ -226,7 +232,8 @@ def _replace_files(table, tx, current_snapshot_id: int, uris: list[str], inp: Pa
                              tx.table_metadata.schema().name_mapping.model_dump_json()})
     old_files = [task.file for task in table.scan(snapshot_id=current_snapshot_id).plan_files()]
     # uris are in the order of the keys inspected (staged copies or the files themselves)
-    new_files = [_data_file(tx.table_metadata, uri, meta, size) for uri, (meta, size) in zip(uris, inp.footers.values())]
+    # tx.table_metadata is rebuilt (deep-copied) by pyiceberg on every access: read it once
+    new_files = _data_files(tx.table_metadata, uris, inp.footers.values())
     with tx.update_snapshot(snapshot_properties=snapshot_properties).overwrite() as overwrite:
         for data_file in old_files:
             overwrite.delete_data_file(data_file)
@@ -361,7 +368,7 @@ def register_datastore(name: str, staged: Path, *, objects: ObjectStore, propert
         uris = []
         for key in keys:  # relative paths kept: files in subfolders may share a name
             target = location[len(store_root) + 1:] + "/" + key
-            objects.put_file(local.local_path(key), target)
+            objects.put_file(local.local_path(key), target, link=True)
             uris.append(objects.uri(target))
         return uris
 
