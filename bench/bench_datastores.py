@@ -42,12 +42,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.report import DEFAULT_PAGE, write_section
+
 DATASTORE = "bench_flights"
 LABEL = "delayed"
 BATCH_SIZE = 8192
 PARQUET_FILES = 8
 OVERHEAD_GOAL_PCT = 5.0
-DEFAULT_OUT = Path("docs/benchmarks.md")
+DEFAULT_OUT = DEFAULT_PAGE
 
 
 @dataclass(frozen=True)
@@ -359,12 +361,9 @@ def command_line() -> str:
 
 
 def markdown(r: Results, repeats: int) -> str:
-    """The whole docs/benchmarks.md page (this script owns the file)."""
+    """This script's section of docs/benchmarks.md."""
     summary = f"median of {repeats} repeats" if repeats > 1 else "a single run"
-    return f"""<!-- Written by bench/bench_datastores.py; rerunning it overwrites this file. -->
-# Benchmarks
-
-## Datastores
+    return f"""## Datastores
 
 Command: `{command_line()}` (from the repository root)
 
@@ -466,9 +465,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(figures_table(results))
     if not args.no_write:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(markdown(results, args.repeats))
-        print(f"\nwrote {args.out}")
+        write_section("datastores", markdown(results, args.repeats), args.out)
+        print(f"\nwrote the datastores section of {args.out}")
     return 0
 
 

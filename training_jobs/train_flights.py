@@ -5,6 +5,12 @@ the ELEARN_* variables set (elearn.compute.worker). Reads the datastore by table
 snapshot id, trains on ``--train-months`` with a custom loop (Keras 3 ``fit`` does not work
 under MultiWorkerMirroredStrategy), and the chief writes the model, its feature spec,
 lookup tables and held-out metrics under ``<run prefix>/model/``.
+
+After every epoch the chief saves the weights, the optimizer state and the step to the run's
+checkpoint folder in the object store. After a gang restart (``ELEARN_ATTEMPT`` > 0) every
+worker loads the latest checkpoint and resumes from its step, so the run trains exactly the
+steps of an uninterrupted one. Collectives time out (``--collective-timeout-s``) so a worker
+whose peer died fails instead of hanging.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from elearn.compute.usage import UsageSampler
 from elearn.compute.worker import MetricsLog, WorkerContext
 from elearn.datastores.reading import read_arrow
 from elearn.datastores.reading import from_worker_env
@@ -47,6 +54,8 @@ def parse_args(argv):
     p.add_argument("--learning-rate", type=float, default=0.003)
     p.add_argument("--hidden-units", type=int, default=64)
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--collective-timeout-s", type=float, default=300.0,
+                   help="a collective that waits longer fails the worker (a peer died)")
     return p.parse_args(argv)
 
 
@@ -75,16 +84,36 @@ def evaluate(y: np.ndarray, p: np.ndarray) -> dict:
             "rows": int(len(y))}
 
 
+def training_state(model, optimizer) -> dict:
+    """Every variable a resumed run needs, by a stable name: model weights, then the
+    optimizer's (its step counter, moments)."""
+    state = {f"model/{i:03d}": v for i, v in enumerate(model.weights)}
+    state.update({f"optimizer/{i:03d}": v for i, v in enumerate(optimizer.variables)})
+    return state
+
+
+def restore(state: dict, arrays: dict) -> None:
+    missing = sorted(set(state) ^ set(arrays))
+    if missing:
+        raise SystemExit(f"the checkpoint does not match this model (differs in {missing[:5]}); "
+                         f"was it written by other hyperparameters?")
+    for name, var in state.items():
+        var.assign(arrays[name])
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     ctx = WorkerContext.from_env()
     log = MetricsLog(ctx)
     started = time.time()
+    UsageSampler(ctx).start()
 
     import keras
     import tensorflow as tf
 
-    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    strategy = tf.distribute.MultiWorkerMirroredStrategy(
+        communication_options=tf.distribute.experimental.CommunicationOptions(
+            timeout_seconds=args.collective_timeout_s))
     keras.utils.set_random_seed(args.seed)
 
     handed = from_worker_env(args.datastore)  # ELEARN_DATASTORE_<NAME>, set by the gang operator
@@ -118,6 +147,16 @@ def main(argv=None) -> int:
     with strategy.scope():
         model = build_model(keras, spec, args.hidden_units)
         optimizer = keras.optimizers.Adam(learning_rate=args.learning_rate)
+        optimizer.build(model.trainable_variables)
+    state = training_state(model, optimizer)
+    first_epoch = 1
+    resumed = ctx.checkpoints.latest() if ctx.attempt else None
+    if resumed is not None:
+        step, arrays = resumed
+        restore(state, arrays)
+        first_epoch = step // steps_per_epoch + 1
+        print(f"worker {ctx.index}: resumed from step {step} (epoch {first_epoch - 1} done), "
+              f"attempt {ctx.attempt}", flush=True)
 
     def step_fn(features, labels):
         with tf.GradientTape() as tape:
@@ -138,13 +177,17 @@ def main(argv=None) -> int:
         return total / tf.cast(steps, tf.float32)
 
     iterator = iter(dist_ds)
-    for epoch in range(1, args.epochs + 1):
+    loss = float("nan")
+    for epoch in range(first_epoch, args.epochs + 1):
         t0 = time.time()
         loss = float(train_steps(iterator, tf.constant(steps_per_epoch)))
         print(f"epoch {epoch}/{args.epochs} loss={loss:.6f} ({time.time() - t0:.1f}s, per-worker batch {per_worker})",
               flush=True)
         log.append(epoch=epoch, loss=loss, seconds=time.time() - t0)
         log.heartbeat(epoch=epoch)
+        if ctx.is_chief and epoch < args.epochs:
+            step = int(optimizer.iterations.numpy())
+            ctx.checkpoints.save(step, {name: v.numpy() for name, v in state.items()}, epoch=epoch)
 
     if not ctx.is_chief:
         return 0
@@ -157,7 +200,8 @@ def main(argv=None) -> int:
         reloaded = keras.models.load_model(out / MODEL_FILE)
         p = reloaded.predict(spec.transform(test), batch_size=4096, verbose=0).reshape(-1)
         metrics = evaluate(test[LABEL].to_numpy(), p)
-        metrics.update(train_rows=int(len(train)), final_loss=loss, train_seconds=time.time() - started)
+        metrics.update(train_rows=int(len(train)), final_loss=loss, train_seconds=time.time() - started,
+                       steps=int(optimizer.iterations.numpy()), attempt=ctx.attempt)
         (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2, sort_keys=True))
         for path in sorted(out.iterdir()):
             ctx.store.put_file(path, f"{ctx.run_prefix}/model/{path.name}")

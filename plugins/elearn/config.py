@@ -9,6 +9,7 @@ CLI never import Airflow), then the embedded defaults below, all rooted at ``ELE
 from __future__ import annotations
 
 import configparser
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,12 @@ KEYS: dict[str, tuple[str, str]] = {
     "spark_shuffle_partitions": ("4", "spark.sql.shuffle.partitions"),
     "compute_driver": ("local", "where gangs run: local (processes on this host) or kubernetes"),
     "local_slots": ("4", "gang worker slots on this host (local driver)"),
+    "team_quotas": ("", "per-team limits on what running gangs hold, JSON: "
+                        "{\"vision\": {\"gpu\": 8, \"cpu\": 64}, \"default\": {\"gpu\": 2}}; "
+                        "a team without an entry uses \"default\"; empty = no limits"),
+    "gang_backend": ("volcano", "gang scheduling on Kubernetes: volcano, coscheduling, kueue, workload or builtin"),
+    "k8s_namespace": ("elearn-training", "namespace where the kubernetes driver creates gang pods"),
+    "worker_image": ("elearn/training-worker:latest", "image of gang workers on Kubernetes"),
 }
 
 
@@ -80,6 +87,10 @@ class ElearnConfig:
     spark_shuffle_partitions: int
     compute_driver: str
     local_slots: int
+    team_quotas: dict = field(default_factory=dict)
+    gang_backend: str = "volcano"
+    k8s_namespace: str = "elearn-training"
+    worker_image: str = "elearn/training-worker:latest"
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -95,6 +106,18 @@ class ElearnConfig:
             )
         if self.spark_shuffle_partitions < 1 or self.local_slots < 1:
             raise ConfigError("spark_shuffle_partitions and local_slots must be positive integers")
+        if self.gang_backend not in GANG_BACKENDS:
+            raise ConfigError(f"gang_backend {self.gang_backend!r} is not one of {', '.join(GANG_BACKENDS)}; "
+                              f"set {ENV_PREFIX}GANG_BACKEND")
+        for team, limits in self.team_quotas.items():
+            if not isinstance(limits, dict) or set(limits) - {"gpu", "cpu"} or any(
+                    not isinstance(v, (int, float)) or v < 0 for v in limits.values()):
+                raise ConfigError(f"team_quotas[{team!r}] = {limits!r} must map gpu/cpu to non-negative numbers; "
+                                  f"fix {ENV_PREFIX}TEAM_QUOTAS")
+
+    def quota_of(self, team: str) -> dict | None:
+        """The team's limits (``{"gpu": n, "cpu": n}``, either may be absent), or None: unlimited."""
+        return self.team_quotas.get(team, self.team_quotas.get("default"))
 
     @property
     def catalog_properties(self) -> dict[str, str]:
@@ -116,6 +139,23 @@ def s3_properties(endpoint_url: str, region: str) -> dict[str, str]:
     if os.environ.get("AWS_SESSION_TOKEN"):
         props["s3.session-token"] = os.environ["AWS_SESSION_TOKEN"]
     return props
+
+
+GANG_BACKENDS = ("volcano", "coscheduling", "kueue", "workload", "builtin")
+
+
+def _json_object(key: str) -> dict:
+    raw = get(key).strip()
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError as e:
+        raise ConfigError(f"{ENV_PREFIX}{key.upper()} is not valid JSON ({e}); give an object such as "
+                          f'{{"default": {{"gpu": 2}}}}') from e
+    if not isinstance(value, dict):
+        raise ConfigError(f"{ENV_PREFIX}{key.upper()} must be a JSON object, got {type(value).__name__}")
+    return value
 
 
 def _int(key: str) -> int:
@@ -142,4 +182,8 @@ def load() -> ElearnConfig:
         spark_shuffle_partitions=_int("spark_shuffle_partitions"),
         compute_driver=get("compute_driver"),
         local_slots=_int("local_slots"),
+        team_quotas=_json_object("team_quotas"),
+        gang_backend=get("gang_backend"),
+        k8s_namespace=get("k8s_namespace"),
+        worker_image=get("worker_image"),
     )

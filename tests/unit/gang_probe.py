@@ -1,4 +1,8 @@
-"""A tiny gang worker for driver tests: prints, optionally fails or sleeps."""
+"""A tiny gang worker for driver tests: prints, optionally fails or sleeps.
+
+Modes: ok, fail (worker 1 exits 3 at once), sleep, flaky (worker 1 exits 3 on the first
+attempt only), usage (reports resource use like a training program does).
+"""
 
 import json
 import os
@@ -7,11 +11,21 @@ import time
 
 if __name__ == "__main__":
     index = int(os.environ["ELEARN_WORKER_INDEX"])
+    attempt = int(os.environ.get("ELEARN_ATTEMPT", "0"))
     tf_config = json.loads(os.environ["TF_CONFIG"])
-    print(f"hello from {index} of {len(tf_config['cluster']['worker'])} threads={os.environ['OMP_NUM_THREADS']}",
-          flush=True)
+    print(f"hello from {index} of {len(tf_config['cluster']['worker'])} threads={os.environ['OMP_NUM_THREADS']} "
+          f"attempt={attempt}", flush=True)
     mode = sys.argv[1] if len(sys.argv) > 1 else "ok"
-    if mode == "fail" and index == 1:
+    if mode == "usage":
+        from elearn.compute.usage import UsageSampler
+        from elearn.compute.worker import WorkerContext
+
+        sampler = UsageSampler(WorkerContext.from_env(), sample_s=0.05).start()
+        deadline = time.process_time() + 0.3
+        while time.process_time() < deadline:  # burn a little CPU to be measured
+            pass
+        sampler.stop()
+    if (mode == "fail" or mode == "flaky" and attempt == 0) and index == 1:
         print("about to fail: bad hyperparameter", flush=True)
         sys.exit(3)
     if mode in ("fail", "sleep"):

@@ -29,8 +29,8 @@ def test_all_workers_run_and_lines_are_prefixed(elearn_home, tmp_path):
     lines = []
     result = LocalDriver().run(spec("ok", str(tmp_path)), "runs/t", lines.append)
     assert result.exit_codes == [0, 0]
-    assert "[worker-0] hello from 0 of 2 threads=1" in lines
-    assert "[worker-1] hello from 1 of 2 threads=1" in lines
+    assert "[worker-0] hello from 0 of 2 threads=1 attempt=0" in lines
+    assert "[worker-1] hello from 1 of 2 threads=1 attempt=0" in lines
     assert sorted(p.name for p in tmp_path.glob("done-*")) == ["done-0", "done-1"]
 
 

@@ -11,6 +11,14 @@ LineSink = Callable[[str], None]
 
 
 class GangDriver(ABC):
+    name: str = ""
+    backend: str | None = None  # the gang scheduler behind the driver, where there is a choice
+
+    def has_room(self, spec: GangSpec) -> tuple[bool, str]:
+        """Whether the whole gang could start now (a cheap check, nothing reserved);
+        ``(False, why)`` means wait. Drivers whose cluster queues gangs itself say yes."""
+        return True, ""
+
     @abstractmethod
     def run(self, spec: GangSpec, run_prefix: str, on_line: LineSink) -> GangResult:
         """Start all workers (or none), stream their output lines to ``on_line`` prefixed

@@ -27,7 +27,15 @@ class Resources:
 
 @dataclass(frozen=True)
 class GangSpec:
-    """One gang: ``workers`` copies of ``python -m <module> <args>`` with the same resources."""
+    """One gang: ``workers`` copies of ``python -m <module> <args>`` with the same resources.
+
+    ``image`` is the worker image (kubernetes driver; the local driver runs this interpreter).
+    ``schedule_timeout_s``: how long the whole gang may wait to be running before it is torn
+    down with ``GangTimeout``. ``max_restarts``: gang restarts (from the last checkpoint) after
+    a worker fails. ``team`` is charged for the gang's GPUs/CPUs against its quota; ``queue``
+    is the scheduler queue on Kubernetes (defaults to the team). ``node_selector`` and
+    ``tolerations`` are copied into every worker pod.
+    """
 
     name: str
     workers: int
@@ -39,6 +47,9 @@ class GangSpec:
     schedule_timeout_s: float = 600.0
     max_restarts: int = 0
     team: str = "default"
+    queue: str | None = None
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: tuple[dict, ...] = ()
 
     def __post_init__(self):
         if not NAME_RE.match(self.name):
@@ -49,6 +60,27 @@ class GangSpec:
             raise InvalidInput(f"gang {self.name}: module {self.module!r} is not a Python module path")
         if self.schedule_timeout_s <= 0:
             raise InvalidInput(f"gang {self.name}: schedule_timeout_s must be positive")
+        if self.max_restarts < 0:
+            raise InvalidInput(f"gang {self.name}: max_restarts must be 0 or more, got {self.max_restarts}")
+        for label, value in (("team", self.team), ("queue", self.queue_name)):
+            if not NAME_RE.match(value):
+                raise InvalidInput(f"gang {self.name}: {label} {value!r} must be lower-case letters, digits and '-'")
+        for t in self.tolerations:
+            if not isinstance(t, dict) or "key" not in t and t.get("operator") != "Exists":
+                raise InvalidInput(f"gang {self.name}: toleration {t!r} needs a key (or operator Exists)")
+
+    @property
+    def queue_name(self) -> str:
+        return self.queue or self.team
+
+    @property
+    def command(self) -> list[str]:
+        """The worker command line (the interpreter is ``python`` in an image)."""
+        return ["python", "-m", self.module, *self.args]
+
+    def total(self) -> dict[str, float]:
+        """What the whole gang requests: ``{"cpu": …, "gpu": …}``."""
+        return {"cpu": self.resources.cpu * self.workers, "gpu": self.resources.gpu * self.workers}
 
 
 @dataclass(frozen=True)

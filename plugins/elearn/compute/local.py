@@ -23,7 +23,7 @@ from elearn.compute.driver import GangDriver, LineSink
 from elearn.compute.gang import GangResult, GangSpec
 from elearn.compute.slots import SlotPool
 from elearn.compute.worker import ENV_NUM_WORKERS, ENV_OBJECT_STORE, ENV_RUN_PREFIX, ENV_WORKER_INDEX
-from elearn.errors import GangFailed
+from elearn.errors import GangFailed, InvalidInput
 
 TAIL_LINES = 20
 STOP_GRACE_S = 10.0
@@ -70,6 +70,16 @@ def worker_env(spec: GangSpec, index: int, ports: list[int], run_prefix: str, gp
 
 
 class LocalDriver(GangDriver):
+    name = "local"
+
+    def has_room(self, spec: GangSpec) -> tuple[bool, str]:
+        if spec.workers > self.slots.capacity:
+            raise InvalidInput(f"gang {spec.name} needs {spec.workers} slots but this host has {self.slots.capacity}; "
+                               f"lower workers or raise AIRFLOW__ELEARN__LOCAL_SLOTS")
+        free = self.slots.capacity - self.slots.in_use()
+        return (True, "") if spec.workers <= free else (False, f"{free}/{self.slots.capacity} local slots free, "
+                                                               f"{spec.workers} needed")
+
     def __init__(self, slots: SlotPool | None = None):
         self.slots = slots or SlotPool(config.elearn_home() / "slots" / "local.json", int(config.get("local_slots")))
         self._procs: list[subprocess.Popen] = []
@@ -78,6 +88,10 @@ class LocalDriver(GangDriver):
 
     def run(self, spec: GangSpec, run_prefix: str, on_line: LineSink) -> GangResult:
         key = f"{spec.name}-{os.getpid()}"
+        with self._lock:  # a fresh gang: the processes of an earlier attempt are gone
+            if self._stopped:
+                raise GangFailed(f"gang {spec.name} was stopped before it started")
+            self._procs = []
         self.slots.acquire(key, spec.workers, spec.schedule_timeout_s)
         started = time.monotonic()
         tails = [collections.deque(maxlen=TAIL_LINES) for _ in range(spec.workers)]
@@ -85,13 +99,18 @@ class LocalDriver(GangDriver):
         try:
             ports = free_ports(spec.workers)
             n_gpu = visible_gpus() if spec.resources.gpu else 0
+            if n_gpu and n_gpu < spec.resources.gpu * spec.workers:
+                raise InvalidInput(f"gang {spec.name} needs {spec.resources.gpu * spec.workers} GPUs but this host "
+                                   f"has {n_gpu}; lower workers or gpu")
             for i in range(spec.workers):
                 gpus = list(range(i * spec.resources.gpu, (i + 1) * spec.resources.gpu)) if n_gpu else []
                 cmd = [sys.executable, "-m", spec.module, *spec.args]
-                proc = subprocess.Popen(cmd, env=worker_env(spec, i, ports, run_prefix, gpus),
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-                                        start_new_session=True)
-                with self._lock:
+                with self._lock:  # stop() sees every process it must kill
+                    if self._stopped:
+                        raise GangFailed(f"gang {spec.name} was stopped before it finished")
+                    proc = subprocess.Popen(cmd, env=worker_env(spec, i, ports, run_prefix, gpus),
+                                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+                                            start_new_session=True)
                     self._procs.append(proc)
                 pump = threading.Thread(target=self._pump, args=(proc, i, tails[i], on_line), daemon=True)
                 pump.start()
@@ -101,7 +120,7 @@ class LocalDriver(GangDriver):
             return GangResult(name=spec.name, workers=spec.workers, run_prefix=run_prefix,
                               seconds=time.monotonic() - started, exit_codes=codes)
         finally:
-            self.stop()
+            self._teardown()
             for pump in pumps:
                 pump.join(timeout=5)
             self.slots.release(key)
@@ -121,7 +140,7 @@ class LocalDriver(GangDriver):
                 raise GangFailed(f"gang {spec.name} was stopped before it finished")
             if failed:
                 i, code = failed[0]
-                self.stop()
+                self._teardown()
                 pumps[i].join(timeout=5)
                 last = "\n".join(f"  [worker-{i}] {line}" for line in tails[i]) or "  (no output)"
                 raise GangFailed(f"gang {spec.name}: worker {i} exited with status {code}; the whole gang was "
@@ -132,8 +151,12 @@ class LocalDriver(GangDriver):
 
     def stop(self) -> None:
         with self._lock:
+            self._stopped = True
+        self._teardown()
+
+    def _teardown(self) -> None:
+        with self._lock:
             procs = list(self._procs)
-            self._stopped = self._stopped or any(p.poll() is None for p in procs)
         for sig in (signal.SIGTERM, signal.SIGKILL):
             alive = [p for p in procs if p.poll() is None]
             for p in alive:

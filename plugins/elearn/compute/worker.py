@@ -17,6 +17,8 @@ ENV_RUN_PREFIX = "ELEARN_RUN_PREFIX"
 ENV_OBJECT_STORE = "ELEARN_OBJECT_STORE"
 ENV_WORKER_INDEX = "ELEARN_WORKER_INDEX"
 ENV_NUM_WORKERS = "ELEARN_NUM_WORKERS"
+ENV_ATTEMPT = "ELEARN_ATTEMPT"  # 0 for the first start, n after the n-th gang restart
+CHECKPOINT_DIR = "checkpoint"
 
 
 @dataclass
@@ -25,6 +27,7 @@ class WorkerContext:
     num_workers: int
     run_prefix: str
     store: ObjectStore
+    attempt: int = 0
 
     @property
     def is_chief(self) -> bool:
@@ -45,19 +48,61 @@ class WorkerContext:
         store = ObjectStore(os.environ[ENV_OBJECT_STORE], s3_endpoint_url=config.get("s3_endpoint_url"),
                             s3_region=config.get("s3_region"))
         return cls(index=int(os.environ[ENV_WORKER_INDEX]), num_workers=int(os.environ[ENV_NUM_WORKERS]),
-                   run_prefix=os.environ[ENV_RUN_PREFIX], store=store)
+                   run_prefix=os.environ[ENV_RUN_PREFIX], store=store, attempt=int(os.environ.get(ENV_ATTEMPT, "0")))
+
+    @property
+    def checkpoints(self) -> "Checkpoints":
+        return Checkpoints(self.store, f"{self.run_prefix}/{CHECKPOINT_DIR}")
+
+
+class Checkpoints:
+    """The gang's training state in the object store, shared by every attempt of one run.
+
+    The chief saves numbered checkpoints (named arrays, ``.npz``) and then points
+    ``latest.json`` at the newest, so a reader never sees a half-written one; after a gang
+    restart every worker loads ``latest`` and resumes from its step.
+    """
+
+    def __init__(self, store: ObjectStore, prefix: str):
+        self.store, self.prefix = store, prefix
+
+    def save(self, step: int, arrays: dict, **info) -> str:
+        import io
+
+        import numpy as np
+
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        key = f"{self.prefix}/step-{step:09d}.npz"
+        self.store.put_bytes(buf.getvalue(), key)
+        self.store.put_json({"step": step, "key": key, "time": time.time(), **info}, f"{self.prefix}/latest.json")
+        return key
+
+    def latest(self) -> tuple[int, dict] | None:
+        """``(step, arrays)`` of the newest checkpoint, or None before the first."""
+        import io
+
+        import numpy as np
+
+        if not self.store.exists(f"{self.prefix}/latest.json"):
+            return None
+        pointer = self.store.get_json(f"{self.prefix}/latest.json")
+        with np.load(io.BytesIO(self.store.get_bytes(pointer["key"]))) as data:
+            return int(pointer["step"]), {name: data[name] for name in data.files}
 
 
 class MetricsLog:
     """Per-worker JSON-lines metrics in the object store, rewritten whole on each append
-    (object stores have no append); small: one line per epoch."""
+    (object stores have no append); small: one line per epoch. A restarted worker keeps the
+    lines its earlier attempts wrote."""
 
     def __init__(self, ctx: WorkerContext):
         self.ctx = ctx
-        self.lines: list[str] = []
+        key = f"{ctx.prefix}/metrics.jsonl"
+        self.lines: list[str] = ctx.store.get_bytes(key).decode().splitlines() if ctx.store.exists(key) else []
 
     def append(self, **record) -> None:
-        record = {"time": time.time(), "worker": self.ctx.index, **record}
+        record = {"time": time.time(), "worker": self.ctx.index, "attempt": self.ctx.attempt, **record}
         self.lines.append(json.dumps(record, sort_keys=True))
         self.ctx.store.put_bytes(("\n".join(self.lines) + "\n").encode(), f"{self.ctx.prefix}/metrics.jsonl")
 

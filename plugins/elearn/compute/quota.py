@@ -1,0 +1,75 @@
+"""Per-team quota: a gang starts only when its whole request fits beside the team's running gangs.
+
+``admit`` moves a QUEUED gang run to RUNNING in one serialised step (a PostgreSQL advisory
+lock per team; on SQLite the first write takes the database's write lock), so two gangs of
+one team can never both squeeze into the last free GPUs. A request larger than the quota
+itself can never fit: ``QuotaExceeded``, with the numbers.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+from sqlalchemy import func, select, update
+
+from elearn import config
+from elearn.compute.dbmodels import SqlGangRun
+from elearn.compute.runs import ACTIVE, now
+from elearn.db import session_scope
+from elearn.errors import NotFound, QuotaExceeded
+
+RESOURCES = ("gpu", "cpu")
+
+
+def request_of(row) -> dict[str, float]:
+    return {"gpu": row.gpu * row.workers, "cpu": row.cpu * row.workers}
+
+
+def _in_use(s, team: str, exclude_id: int) -> dict[str, float]:
+    gpu, cpu = s.execute(
+        select(func.coalesce(func.sum(SqlGangRun.gpu * SqlGangRun.workers), 0),
+               func.coalesce(func.sum(SqlGangRun.cpu * SqlGangRun.workers), 0.0))
+        .where(SqlGangRun.team == team, SqlGangRun.state.in_(ACTIVE), SqlGangRun.id != exclude_id,
+               SqlGangRun.lease_expires_at > now())).one()
+    return {"gpu": float(gpu), "cpu": float(cpu)}
+
+
+def check_fits_ever(team: str, request: dict[str, float]) -> None:
+    """Raise ``QuotaExceeded`` when ``request`` is larger than the team's whole quota."""
+    limits = config.load().quota_of(team)
+    for res in RESOURCES:
+        if limits and res in limits and request[res] > limits[res]:
+            raise QuotaExceeded(f"team {team}: the gang asks for {request[res]:g} {res} but the team's quota is "
+                                f"{limits[res]:g}; use fewer workers or raise {config.ENV_PREFIX}TEAM_QUOTAS")
+
+
+def admit(run_id: int) -> tuple[bool, str]:
+    """Try to move gang run ``run_id`` from QUEUED to RUNNING within its team's quota.
+
+    Returns ``(True, "")`` when admitted, ``(False, why)`` when the gang must wait for running
+    gangs of its team to finish. Raises ``QuotaExceeded`` when it could never fit.
+    """
+    with session_scope() as s:
+        row = s.get(SqlGangRun, run_id)
+        if row is None:
+            raise NotFound(f"gang run {run_id} does not exist")
+        team, request = row.team, request_of(row)
+        check_fits_ever(team, request)
+        limits = config.load().quota_of(team) or {}
+        if s.bind.dialect.name == "postgresql":
+            s.execute(select(func.pg_advisory_xact_lock(zlib.crc32(f"elearn-quota:{team}".encode()))))
+        else:  # the write comes first, so SQLite's write lock serialises the check below
+            s.execute(update(SqlGangRun).where(SqlGangRun.id == run_id).values(owner=row.owner))
+        used = _in_use(s, team, run_id)
+        short = [f"{res} {used[res]:g}+{request[res]:g} > {limits[res]:g}" for res in RESOURCES
+                 if res in limits and used[res] + request[res] > limits[res]]
+        if short:
+            return False, f"team {team} quota: {', '.join(short)}"
+        row.state, row.started_at = "RUNNING", now()
+        return True, ""
+
+
+def in_use(team: str) -> dict[str, float]:
+    """What the team's running gangs hold now."""
+    with session_scope() as s:
+        return _in_use(s, team, -1)
