@@ -40,6 +40,10 @@ def get_driver(name: str | None = None) -> GangDriver:
         from elearn.compute.local import LocalDriver
 
         return LocalDriver()
+    if name == "kubernetes":
+        from elearn.compute.kubernetes import KubernetesDriver
+
+        return KubernetesDriver()
     from elearn.errors import ConfigError
 
-    raise ConfigError(f"compute driver {name!r} is not available yet; use local")
+    raise ConfigError(f"compute driver {name!r} is not one of local, kubernetes")

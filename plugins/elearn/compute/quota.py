@@ -43,6 +43,30 @@ def check_fits_ever(team: str, request: dict[str, float]) -> None:
                                 f"{limits[res]:g}; use fewer workers or raise {config.ENV_PREFIX}TEAM_QUOTAS")
 
 
+def _shortfall(s, row) -> str:
+    limits = config.load().quota_of(row.team) or {}
+    used, request = _in_use(s, row.team, row.id), request_of(row)
+    short = [f"{res} {used[res]:g}+{request[res]:g} > {limits[res]:g}" for res in RESOURCES
+             if res in limits and used[res] + request[res] > limits[res]]
+    return f"team {row.team} quota: {', '.join(short)}" if short else ""
+
+
+def _row(s, run_id: int) -> SqlGangRun:
+    row = s.get(SqlGangRun, run_id)
+    if row is None:
+        raise NotFound(f"gang run {run_id} does not exist")
+    return row
+
+
+def would_fit(run_id: int) -> tuple[bool, str]:
+    """Whether ``admit`` would succeed now (nothing claimed); for a trigger that waits."""
+    with session_scope() as s:
+        row = _row(s, run_id)
+        check_fits_ever(row.team, request_of(row))
+        why = _shortfall(s, row)
+        return not why, why
+
+
 def admit(run_id: int) -> tuple[bool, str]:
     """Try to move gang run ``run_id`` from QUEUED to RUNNING within its team's quota.
 
@@ -50,21 +74,15 @@ def admit(run_id: int) -> tuple[bool, str]:
     gangs of its team to finish. Raises ``QuotaExceeded`` when it could never fit.
     """
     with session_scope() as s:
-        row = s.get(SqlGangRun, run_id)
-        if row is None:
-            raise NotFound(f"gang run {run_id} does not exist")
-        team, request = row.team, request_of(row)
-        check_fits_ever(team, request)
-        limits = config.load().quota_of(team) or {}
+        row = _row(s, run_id)
+        check_fits_ever(row.team, request_of(row))
         if s.bind.dialect.name == "postgresql":
-            s.execute(select(func.pg_advisory_xact_lock(zlib.crc32(f"elearn-quota:{team}".encode()))))
+            s.execute(select(func.pg_advisory_xact_lock(zlib.crc32(f"elearn-quota:{row.team}".encode()))))
         else:  # the write comes first, so SQLite's write lock serialises the check below
             s.execute(update(SqlGangRun).where(SqlGangRun.id == run_id).values(owner=row.owner))
-        used = _in_use(s, team, run_id)
-        short = [f"{res} {used[res]:g}+{request[res]:g} > {limits[res]:g}" for res in RESOURCES
-                 if res in limits and used[res] + request[res] > limits[res]]
-        if short:
-            return False, f"team {team} quota: {', '.join(short)}"
+        why = _shortfall(s, row)
+        if why:
+            return False, why
         row.state, row.started_at = "RUNNING", now()
         return True, ""
 

@@ -67,33 +67,43 @@ class GangRunner:
                                   f"admitted ({why}); retry later or raise the schedule timeout")
             time.sleep(poll_s)
 
+    def attempt_spec(self, attempt: int) -> GangSpec:
+        """The spec of one attempt: workers learn which (``ELEARN_ATTEMPT``) to resume from a checkpoint."""
+        return dataclasses.replace(self.spec, env={**self.spec.env, ENV_ATTEMPT: str(attempt)})
+
+    def should_restart(self, attempt: int, cause: str) -> bool:
+        """After ``attempt`` failed with ``cause``: record a restart and say True while restarts are
+        left (and nobody stopped the gang), else False."""
+        if self._stopped.is_set() or attempt >= self.spec.max_restarts:
+            return False
+        runs.record_restart(self.run_id, attempt, cause)
+        self.on_line(f"gang {self.spec.name}: attempt {attempt} failed: {cause.splitlines()[0]}")
+        self.on_line(f"gang {self.spec.name}: restart {attempt + 1}/{self.spec.max_restarts} "
+                     f"from the last checkpoint")
+        return True
+
     def run(self) -> GangOutcome:
-        """Run the admitted gang to the end, restarting it as a whole after a worker failure."""
+        """Run the admitted gang to the end in this process, restarting it as a whole after a
+        worker failure."""
         renewer = threading.Thread(target=self._renew_lease, name="elearn-lease", daemon=True)
         renewer.start()
         attempt = 0
         try:
             while True:
-                spec = dataclasses.replace(self.spec, env={**self.spec.env, ENV_ATTEMPT: str(attempt)})
-                if attempt:
-                    self.on_line(f"gang {spec.name}: restart {attempt}/{spec.max_restarts} "
-                                 f"from the last checkpoint")
                 try:
-                    result = self.driver.run(spec, self.run_prefix, self.on_line)
+                    result = self.driver.run(self.attempt_spec(attempt), self.run_prefix, self.on_line)
                 except GangFailed as e:
-                    if self._stopped.is_set() or attempt >= spec.max_restarts:
-                        raise
-                    runs.record_restart(self.run_id, attempt, e.message)
-                    self.on_line(f"gang {spec.name}: attempt {attempt} failed: {e.message.splitlines()[0]}")
-                    attempt += 1
-                    continue
-                self._close("SUCCEEDED")
+                    if self.should_restart(attempt, e.message):
+                        attempt += 1
+                        continue
+                    raise
+                self.close("SUCCEEDED")
                 return GangOutcome(self.run_id, result, attempt)
         except GangTimeout as e:
-            self._close("TIMEOUT", e.message)
+            self.close("TIMEOUT", e.message)
             raise
         except BaseException as e:
-            self._close("STOPPED" if self._stopped.is_set() else "FAILED", getattr(e, "message", None) or repr(e))
+            self.close("STOPPED" if self._stopped.is_set() else "FAILED", getattr(e, "message", None) or repr(e))
             raise
         finally:
             self._stopped.set()  # ends the lease renewer
@@ -106,7 +116,8 @@ class GangRunner:
     def fail(self, state: str, error: str) -> None:
         runs.finish(self.run_id, state, error)
 
-    def _close(self, state: str, error: str | None = None) -> None:
+    def close(self, state: str, error: str | None = None) -> None:
+        """End the run: store what the workers reported using, then the final state."""
         try:
             from elearn.objectstore import default_store
 
