@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import random
 import statistics
 import sys
@@ -41,7 +40,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.report import DEFAULT_PAGE, write_section
+from bench.report import DEFAULT_PAGE, code_version, command_line, machine, write_section
 from elearn.compute.admission import ClusterState, Node, WorkerRequest, place_gang
 
 GI = 2**30
@@ -238,38 +237,11 @@ def figures_table(r: Results) -> str:
     return "\n".join(lines)
 
 
-def machine() -> str:
-    """CPUs (as ``nproc`` counts them), memory, CPU model, Python."""
-    with open("/proc/meminfo") as f:
-        mem_kb = int(next(line for line in f if line.startswith("MemTotal:")).split()[1])
-    with open("/proc/cpuinfo") as f:
-        model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "unknown")
-    return (f"{len(os.sched_getaffinity(0))} cores (`nproc`), {mem_kb // (1024 * 1024)} GiB memory, {model}; "
-            f"{platform.system()} {platform.release()}; {platform.python_implementation()} {platform.python_version()}")
-
-
-def code_version() -> str:
-    """The git commit measured and whether elearn's code had uncommitted changes (read-only git)."""
-    import subprocess
-
-    def git(*args: str) -> str:
-        done = subprocess.run(["git", "--no-optional-locks", *args], capture_output=True, text=True, check=False)
-        return done.stdout.strip() if done.returncode == 0 else ""
-
-    commit = git("rev-parse", "--short", "HEAD") or "unknown"
-    dirty = git("status", "--porcelain", "--", "plugins/elearn")
-    return f"commit {commit}" + (" with uncommitted changes in plugins/elearn" if dirty else "")
-
-
-def command_line() -> str:
-    return " ".join([".venv/bin/python -m bench.bench_admission", *sys.argv[1:]])
-
-
 def markdown(r: Results, load: tuple[float, float]) -> str:
     """This script's section of docs/benchmarks.md."""
     return f"""## Builtin gang admission
 
-Command: `{command_line()}` (from the repository root)
+Command: `{command_line("bench.bench_admission")}` (from the repository root)
 
 Date: {datetime.date.today().isoformat()}
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -42,7 +41,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.report import DEFAULT_PAGE, write_section
+from bench.report import DEFAULT_PAGE, code_version, command_line, isolate, machine, write_section
 
 DATASTORE = "bench_flights"
 LABEL = "delayed"
@@ -327,37 +326,12 @@ def figures_table(r: Results) -> str:
     return "\n".join(lines)
 
 
-def machine() -> str:
-    """CPUs (as ``nproc`` counts them), memory (as ``free -g`` shows it), CPU model, versions."""
+def library_versions() -> dict[str, str]:
     import pyarrow
     import pyiceberg
     import tensorflow as tf
 
-    with open("/proc/meminfo") as f:
-        mem_kb = int(next(line for line in f if line.startswith("MemTotal:")).split()[1])
-    with open("/proc/cpuinfo") as f:
-        model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "unknown")
-    return (f"{len(os.sched_getaffinity(0))} cores (`nproc`), {mem_kb // (1024 * 1024)} GiB memory "
-            f"(`free -g` total), {model}; {platform.system()} {platform.release()}; Python "
-            f"{platform.python_version()}, pyarrow {pyarrow.__version__}, pyiceberg {pyiceberg.__version__}, "
-            f"TensorFlow {tf.__version__}")
-
-
-def code_version() -> str:
-    """The git commit measured, and whether elearn's code had uncommitted changes (read-only git)."""
-    import subprocess
-
-    def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], capture_output=True, text=True, check=False)
-        return done.stdout.strip() if done.returncode == 0 else ""
-
-    commit = git("rev-parse", "--short", "HEAD") or "unknown"
-    dirty = git("status", "--porcelain", "--", "plugins/elearn")
-    return f"commit {commit}" + (" with uncommitted changes in plugins/elearn" if dirty else "")
-
-
-def command_line() -> str:
-    return " ".join([".venv/bin/python -m bench.bench_datastores", *sys.argv[1:]])
+    return {"pyarrow": pyarrow.__version__, "pyiceberg": pyiceberg.__version__, "TensorFlow": tf.__version__}
 
 
 def markdown(r: Results, repeats: int) -> str:
@@ -365,11 +339,11 @@ def markdown(r: Results, repeats: int) -> str:
     summary = f"median of {repeats} repeats" if repeats > 1 else "a single run"
     return f"""## Datastores
 
-Command: `{command_line()}` (from the repository root)
+Command: `{command_line("bench.bench_datastores")}` (from the repository root)
 
 Date: {datetime.date.today().isoformat()}
 
-Machine: {machine()}
+Machine: {machine(library_versions())}
 
 Code: {code_version()}
 
@@ -409,15 +383,6 @@ and `file://` object store; files stay in the page cache, nothing is fsync'ed):
 
 
 # ---------------------------------------------------------------- running
-
-def isolate(home: Path) -> None:
-    """Point elearn (and only elearn) at ``home``: before any elearn module is imported."""
-    os.environ["ELEARN_HOME"] = str(home)
-    os.environ["AIRFLOW_HOME"] = str(home / "airflow")  # no [elearn] section from a real airflow.cfg
-    for key in [k for k in os.environ if k.startswith("AIRFLOW__ELEARN__")]:
-        del os.environ[key]
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
 
 def run(scale: int, repeats: int, workdir: Path) -> Results:
     from elearn.datastores import get_catalog

@@ -8,6 +8,7 @@ serves any resource path; objects deleted stay in ``emu.objects`` marked ``delet
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 
 
@@ -16,6 +17,8 @@ class KubeEmulator:
         self.loop = asyncio.new_event_loop()
         self.emu = self.url = self._stop = self._error = None
         self.logs: dict[str, bytes] = {}  # pod name -> its log
+        self.server_version = self.version_info("37")
+        self.scheduling_versions = ["v1beta1"]  # what discovery says scheduling.k8s.io serves
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="kmock", daemon=True)
 
@@ -37,9 +40,23 @@ class KubeEmulator:
             for resource in ("v1/pods", "v1/services", "v1/nodes"):
                 emu.resources[resource] = {}  # lists of a resource with no object yet answer 404 otherwise
             emu[kmock.subresource("log")] << (lambda req: self.logs.get(req.name, b""))
+            # the client asks for "/version/" (with the slash); kmock's own answer is fixed at 1.26
+            emu["get", re.compile(r"^/version/?$")] << (lambda req: self.server_version)
+            emu["get", re.compile(r"^/apis/?$")] << (lambda req: self.api_groups())
             self.emu, self.url = emu, str(server.url)
             self._ready.set()
             await self._stop.wait()
+
+    @staticmethod
+    def version_info(minor: str) -> dict:
+        return {"major": "1", "minor": minor, "gitVersion": f"v1.{minor}.0", "gitCommit": "0" * 40,
+                "gitTreeState": "clean", "buildDate": "2026-08-01T00:00:00Z", "goVersion": "go1.25",
+                "compiler": "gc", "platform": "linux/amd64"}
+
+    def api_groups(self) -> dict:
+        versions = [{"groupVersion": f"scheduling.k8s.io/{v}", "version": v} for v in self.scheduling_versions]
+        return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
+            {"name": "scheduling.k8s.io", "versions": versions, "preferredVersion": versions[0]}]}
 
     def start(self) -> "KubeEmulator":
         self._thread.start()

@@ -180,10 +180,16 @@ def main(argv=None) -> int:
     loss = float("nan")
     for epoch in range(first_epoch, args.epochs + 1):
         t0 = time.time()
-        loss = float(train_steps(iterator, tf.constant(steps_per_epoch)))
+        if epoch == first_epoch and steps_per_epoch > 1:  # one step alone: when training really started
+            first = float(train_steps(iterator, tf.constant(1)))
+            print(f"first training step done {time.time() - started:.1f}s after the worker started", flush=True)
+            rest = float(train_steps(iterator, tf.constant(steps_per_epoch - 1)))
+            loss = (first + rest * (steps_per_epoch - 1)) / steps_per_epoch
+        else:
+            loss = float(train_steps(iterator, tf.constant(steps_per_epoch)))
         print(f"epoch {epoch}/{args.epochs} loss={loss:.6f} ({time.time() - t0:.1f}s, per-worker batch {per_worker})",
               flush=True)
-        log.append(epoch=epoch, loss=loss, seconds=time.time() - t0)
+        log.append(epoch=epoch, loss=loss, seconds=time.time() - t0, steps=steps_per_epoch)
         log.heartbeat(epoch=epoch)
         if ctx.is_chief and epoch < args.epochs:
             step = int(optimizer.iterations.numpy())

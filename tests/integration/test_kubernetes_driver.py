@@ -189,3 +189,17 @@ def test_no_cluster_configured_is_a_clear_error(elearn_home, monkeypatch, tmp_pa
     d = KubernetesDriver(namespace=NS, image="elearn/worker:1")
     with pytest.raises(ConfigError, match="the kubernetes driver found no cluster .* set KUBECONFIG"):
         d.submit(spec(), "runs/d/1", 0)
+
+
+@pytest.mark.parametrize("minor, versions, message", [
+    ("36", ["v1alpha2"], r"needs Kubernetes 1.37\+ \(scheduling.k8s.io/v1beta1\); this server is 1.36"),
+    ("37", ["v1alpha2"], r"does not serve .*--runtime-config=scheduling.k8s.io/v1beta1=true"),
+])
+def test_the_workload_backend_refuses_servers_without_the_v1beta1_api(kube, minor, versions, message):
+    from elearn.errors import ConfigError
+
+    kube.server_version = kube.version_info(minor)
+    kube.scheduling_versions = versions
+    with pytest.raises(ConfigError, match=message):
+        driver(kube, "workload").submit(spec(), "runs/d/1", 0)
+    assert kube.live() == []

@@ -130,6 +130,8 @@ class KubernetesDriver(GangDriver):
         if self._stopped.is_set():
             raise GangFailed(f"gang {spec.name} was stopped before it started")
         gang_id = gang_id_for(spec, run_prefix, attempt)
+        if self.backend == "workload":
+            self._check_workload_api()
         placement = self._place(spec) if self.backend == "builtin" else None
         env = {ENV_RUN_PREFIX: run_prefix, ENV_OBJECT_STORE: spec.env.get(ENV_OBJECT_STORE) or config.get("object_store")}
         objects = build_gang(spec, gang_id=gang_id, namespace=self.namespace, backend=self.backend, image=self.image,
@@ -146,9 +148,22 @@ class KubernetesDriver(GangDriver):
             raise
         return handle
 
+    def _check_workload_api(self) -> None:
+        """The ``workload`` backend needs Kubernetes 1.37+ serving scheduling.k8s.io/v1beta1."""
+        import re
+
+        from kubernetes import client
+
+        from elearn.compute.k8s_manifests import workload_api_supported
+
+        version = client.VersionApi(self.api_client).get_code()
+        minor = int(re.match(r"\d+", version.minor).group())  # "37", or "37+" on some clouds
+        groups = client.ApisApi(self.api_client).get_api_versions().groups or []
+        served = [v.version for g in groups if g.name == "scheduling.k8s.io" for v in (g.versions or [])]
+        workload_api_supported(minor, served)
+
     def _place(self, spec: GangSpec) -> list[str]:
-        from elearn.compute.admission import WorkerRequest, nodes_from_api, place_gang
-        from kubernetes.utils.quantity import parse_quantity
+        from elearn.compute.admission import WorkerRequest, nodes_from_api, parse_quantity, place_gang
 
         nodes = [n.to_dict() for n in self.core.list_node().items]
         pods = [_bound_or_pinned(p.to_dict()) for p in self.core.list_pod_for_all_namespaces().items]
