@@ -46,6 +46,7 @@ WORKER_INDEX_LABEL = "elearn.io/worker-index"
 GPU_RESOURCE = "nvidia.com/gpu"
 CONTAINER_NAME = "worker"
 PORT_NAME = "worker"
+WORKER_UID = 1000
 TERMINATION_GRACE_S = 10  # as the local driver's STOP_GRACE_S: a gang is torn down quickly
 
 # volcano.sh/apis pkg/apis/scheduling/v1beta1/labels.go: KubeGroupNameAnnotationKey
@@ -236,8 +237,9 @@ def _worker_pod(spec: GangSpec, index: int, *, gang_id: str, namespace: str, ima
         "terminationGracePeriodSeconds": TERMINATION_GRACE_S,
         # Workers never call the Kubernetes API, and per-service env vars are only noise.
         "automountServiceAccountToken": False, "enableServiceLinks": False,
-        # runAsNonRoot needs an image whose USER is a numeric non-root uid.
-        "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+        # A fixed non-root uid (the worker image's user, images/), so runAsNonRoot holds for any image.
+        "securityContext": {"runAsNonRoot": True, "runAsUser": WORKER_UID, "runAsGroup": WORKER_UID,
+                            "seccompProfile": {"type": "RuntimeDefault"}},
     }
     if spec.node_selector:
         pod_spec["nodeSelector"] = dict(spec.node_selector)
