@@ -38,6 +38,12 @@ class RegisterModelOperator(BaseOperator):
             "gang_seconds": self.training["seconds"], "run_prefix": self.training["run_prefix"],
             "image": None,
         }
+        if self.training.get("gang_run_id") is not None:  # what the gang used, from its run record
+            from elearn.compute import runs
+
+            run = runs.get_run(int(self.training["gang_run_id"]))
+            lineage.update(gang_run_id=run.id, gang_restarts=run.restart_count, gpu_seconds=run.gpu_seconds,
+                           gpu_util_mean=run.gpu_util_mean, cpu_seconds=run.cpu_seconds, gang_driver=run.driver)
         mv = publish_version(store, default_store(), self.model_name, self.training["model_prefix"],
                              params=self.params_record, metrics=self.training["metrics"], lineage=lineage,
                              dag_run_id=context["run_id"])

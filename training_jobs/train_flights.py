@@ -9,8 +9,8 @@ lookup tables and held-out metrics under ``<run prefix>/model/``.
 After every epoch the chief saves the weights, the optimizer state and the step to the run's
 checkpoint folder in the object store. After a gang restart (``ELEARN_ATTEMPT`` > 0) every
 worker loads the latest checkpoint and resumes from its step, so the run trains exactly the
-steps of an uninterrupted one. Collectives time out (``--collective-timeout-s``) so a worker
-whose peer died fails instead of hanging.
+steps of an uninterrupted one. A worker that makes no progress for ``--stall-timeout-s`` (a
+peer died in the middle of a collective) exits instead of hanging.
 """
 
 from __future__ import annotations
@@ -25,12 +25,13 @@ from pathlib import Path
 import numpy as np
 
 from elearn.compute.usage import UsageSampler
-from elearn.compute.worker import MetricsLog, WorkerContext
+from elearn.compute.worker import MetricsLog, StallWatchdog, WorkerContext
 from elearn.datastores.reading import read_arrow
 from elearn.datastores.reading import from_worker_env
 from elearn.features.flights import CATEGORICAL_FEATURES, LABEL, NUMERIC_FEATURES, FeatureSpec, Lookups
 
 MODEL_FILE = "model.keras"
+CHUNK_STEPS = 50
 SPEC_FILE = "feature_spec.json"
 METRICS_FILE = "metrics.json"
 
@@ -54,8 +55,8 @@ def parse_args(argv):
     p.add_argument("--learning-rate", type=float, default=0.003)
     p.add_argument("--hidden-units", type=int, default=64)
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--collective-timeout-s", type=float, default=300.0,
-                   help="a collective that waits longer fails the worker (a peer died)")
+    p.add_argument("--stall-timeout-s", type=float, default=300.0,
+                   help="a worker that makes no training progress for this long exits (a peer died mid-collective)")
     return p.parse_args(argv)
 
 
@@ -111,9 +112,9 @@ def main(argv=None) -> int:
     import keras
     import tensorflow as tf
 
-    strategy = tf.distribute.MultiWorkerMirroredStrategy(
-        communication_options=tf.distribute.experimental.CommunicationOptions(
-            timeout_seconds=args.collective_timeout_s))
+    # No CommunicationOptions(timeout_seconds=…): in TF 2.21 it leaks a thread per collective
+    # (~3,000 per epoch here, until the process aborts); StallWatchdog below does that job.
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
     keras.utils.set_random_seed(args.seed)
 
     handed = from_worker_env(args.datastore)  # ELEARN_DATASTORE_<NAME>, set by the gang operator
@@ -178,15 +179,21 @@ def main(argv=None) -> int:
 
     iterator = iter(dist_ds)
     loss = float("nan")
+    watchdog = StallWatchdog(args.stall_timeout_s).start()
     for epoch in range(first_epoch, args.epochs + 1):
         t0 = time.time()
-        if epoch == first_epoch and steps_per_epoch > 1:  # one step alone: when training really started
-            first = float(train_steps(iterator, tf.constant(1)))
-            print(f"first training step done {time.time() - started:.1f}s after the worker started", flush=True)
-            rest = float(train_steps(iterator, tf.constant(steps_per_epoch - 1)))
-            loss = (first + rest * (steps_per_epoch - 1)) / steps_per_epoch
-        else:
-            loss = float(train_steps(iterator, tf.constant(steps_per_epoch)))
+        # chunks of steps: the watchdog hears of progress between them
+        chunks = [CHUNK_STEPS] * (steps_per_epoch // CHUNK_STEPS) + [steps_per_epoch % CHUNK_STEPS]
+        chunks = [c for c in chunks if c]
+        if epoch == first_epoch and chunks[0] > 1:  # one step alone: when training really started
+            chunks = [1, chunks[0] - 1] + chunks[1:]
+        total = 0.0
+        for n in chunks:
+            total += float(train_steps(iterator, tf.constant(n))) * n
+            watchdog.beat()
+            if n == 1 and epoch == first_epoch:
+                print(f"first training step done {time.time() - started:.1f}s after the worker started", flush=True)
+        loss = total / steps_per_epoch
         print(f"epoch {epoch}/{args.epochs} loss={loss:.6f} ({time.time() - t0:.1f}s, per-worker batch {per_worker})",
               flush=True)
         log.append(epoch=epoch, loss=loss, seconds=time.time() - t0, steps=steps_per_epoch)

@@ -58,6 +58,13 @@ def test_version_has_lineage_alias_and_bento(pipeline):
     # 5% of the 327,346 labelled flights, stratified by month
     assert 0.04 * 327_346 < lin["datastore_rows"] < 0.06 * 327_346
     assert set(mv.files) >= {"model.keras", "feature_spec.json", "metrics.json", "lookup_weather.parquet"}
+    from elearn.compute import runs
+
+    gang = runs.get_run(lin["gang_run_id"])  # the gang's run record: what it used, how often it restarted
+    assert gang.state == "SUCCEEDED" and gang.dag_run_id == run.run_id and gang.workers == 2
+    assert lin["gang_restarts"] == gang.restart_count == 0 and lin["gang_driver"] == "local"
+    assert lin["cpu_seconds"] == gang.cpu_seconds > 0 and lin["gpu_seconds"] == 0
+    assert set(gang.usage) == {"worker-0/attempt-0", "worker-1/attempt-0"}
 
 
 def test_asset_event_carries_snapshot_and_rows(pipeline):

@@ -19,7 +19,7 @@ from elearn.compute.runner import GangRunner
 
 DATASTORE = "restart_flights"
 TRAIN_ARGS = ["--datastore", DATASTORE, "--train-months", "1", "--test-months", "11", "--epochs", "6",
-              "--batch-size", "256", "--hidden-units", "16", "--collective-timeout-s", "60"]
+              "--batch-size", "256", "--hidden-units", "16", "--stall-timeout-s", "120"]
 
 
 @pytest.fixture(scope="module")

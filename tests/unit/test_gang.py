@@ -75,3 +75,19 @@ def test_reservations_of_dead_processes_are_dropped(tmp_path):
     pool = SlotPool(path, capacity=3)
     pool.acquire("live", 3, timeout_s=0.5)
     assert json.loads(path.read_text())["live"]["pid"] == os.getpid()
+
+
+def test_stall_watchdog_ends_a_worker_that_makes_no_progress():
+    import subprocess
+    import sys
+
+    code = ("import time, sys; sys.path.insert(0, 'plugins')\n"
+            "from elearn.compute.worker import StallWatchdog\n"
+            "w = StallWatchdog(0.6).start()\n"
+            "for _ in range(8):\n    time.sleep(0.2); w.beat()\n"  # 1.6 s of progress: still alive
+            "print('progressing', flush=True)\n"
+            "time.sleep(30)\n")
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 70 and "progressing" in done.stdout
+    assert "no training progress for" in done.stdout and time.monotonic() - started < 15

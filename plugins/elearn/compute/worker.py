@@ -109,3 +109,38 @@ class MetricsLog:
     def heartbeat(self, **state) -> None:
         self.ctx.store.put_json({"time": time.time(), "worker": self.ctx.index, **state},
                                 f"{self.ctx.prefix}/heartbeat.json")
+
+
+class StallWatchdog:
+    """Ends the worker (exit status 70) when ``beat()`` has not been called for ``timeout_s``.
+
+    A worker whose peer died waits in a collective for ever; the driver then sees a failed
+    worker and restarts the gang. (TensorFlow's own collective timeout leaks a thread per
+    collective in TF 2.21, so it is not used.)
+    """
+
+    EXIT_STATUS = 70
+
+    def __init__(self, timeout_s: float):
+        import threading
+
+        self.timeout_s = timeout_s
+        self.last = time.monotonic()
+        self._thread = threading.Thread(target=self._watch, name="elearn-watchdog", daemon=True)
+
+    def start(self) -> "StallWatchdog":
+        if self.timeout_s > 0:
+            self._thread.start()
+        return self
+
+    def beat(self) -> None:
+        self.last = time.monotonic()
+
+    def _watch(self) -> None:
+        while True:
+            idle = time.monotonic() - self.last
+            if idle > self.timeout_s:
+                print(f"no training progress for {idle:.0f}s (a peer may have died); exiting so the gang "
+                      f"restarts", flush=True)
+                os._exit(self.EXIT_STATUS)
+            time.sleep(min(5.0, self.timeout_s / 4))
