@@ -1,0 +1,189 @@
+"""Studies: ask/tell rounds rebuilt from the database, resume, stopping rules, warm start, plot."""
+
+import pytest
+
+from elearn.errors import Conflict, InvalidInput
+from elearn.tuning import StudyConfig, ask, best_trial, create_study, end_round, get_study, tell, trials_of
+from elearn.tuning.space import params_from_vals, to_hyperopt, vals_from_params
+
+SPACE = {"learning_rate": {"type": "loguniform", "low": 1e-4, "high": 1e-1},
+         "hidden_units": {"type": "choice", "options": [16, 32, 64]},
+         "epochs": {"type": "quniform", "low": 2, "high": 6, "q": 1}}
+
+
+def config(name="s", **kw):
+    return StudyConfig(name=name, space=SPACE, **kw)
+
+
+def objective(params):
+    """A made-up AUC that prefers a learning rate near 0.01 and more units."""
+    import math
+
+    return 0.8 - 0.05 * abs(math.log10(params["learning_rate"]) + 2) + params["hidden_units"] / 1000
+
+
+def run_round(name, round_, dag_run="run-1", fail=()):
+    trials = ask(name, round_, dag_run)
+    for t in trials:
+        if t.number in fail:
+            tell(t.id, "FAILED", error="worker 1 exited with status 3")
+        else:
+            tell(t.id, "COMPLETED", objective(t.params))
+    return trials
+
+
+@pytest.mark.parametrize("space, message", [
+    ({}, "non-empty object"),
+    ({"lr": {"type": "normal"}}, "type must be one of"),
+    ({"lr": {"type": "uniform", "low": 1, "high": 1}}, "needs numbers low < high"),
+    ({"lr": {"type": "loguniform", "low": 0, "high": 1}}, "needs low > 0"),
+    ({"lr": {"type": "quniform", "low": 1, "high": 4}}, "needs a positive q"),
+    ({"units": {"type": "choice", "options": []}}, "non-empty options"),
+])
+def test_bad_spaces_are_refused_naming_the_parameter(space, message):
+    with pytest.raises(InvalidInput, match=message):
+        StudyConfig(name="s", space=space)
+
+
+def test_space_round_trips_through_hyperopt_values():
+    from hyperopt.pyll.stochastic import sample
+
+    point = sample(to_hyperopt(SPACE))
+    vals = {k: [SPACE[k]["options"].index(v) if SPACE[k]["type"] == "choice" else v] for k, v in point.items()}
+    params = params_from_vals(SPACE, vals)
+    assert params["hidden_units"] in (16, 32, 64) and isinstance(params["epochs"], int)
+    assert 1e-4 <= params["learning_rate"] <= 1e-1
+    assert params_from_vals(SPACE, vals_from_params(SPACE, params)) == params
+
+
+def test_each_round_asks_distinct_points_and_the_study_stops_at_max_trials(elearn_home):
+    cfg = config(parallelism=3, max_trials=7, n_startup_jobs=3)
+    create_study(cfg)
+    assert cfg.rounds == 3
+    seen = []
+    for r in range(cfg.rounds):
+        trials = run_round("s", r)
+        seen += [t.params for t in trials]
+        assert len({tuple(sorted(t.params.items())) for t in trials}) == len(trials)  # distinct within a round
+    assert [len(x) for x in [seen]] == [7]  # 3 + 3 + 1: never past max_trials
+    assert [t.source for t in trials_of("s")] == ["tpe"] * 7
+    assert ask("s", 3, "run-1") == []
+    study = get_study("s")
+    assert study.state == "STOPPED" and study.stop_reason == "max_trials=7 reached"
+    best = best_trial("s")
+    assert best.value == max(t.value for t in trials_of("s"))
+
+
+def test_asking_again_in_the_same_run_and_round_gives_the_same_trials(elearn_home):
+    create_study(config())
+    first = ask("s", 0, "run-1")
+    assert [t.id for t in ask("s", 0, "run-1")] == [t.id for t in first]
+
+
+def test_a_killed_run_is_resumed_without_counting_a_trial_twice(elearn_home):
+    from elearn.compute import GangSpec, runs
+
+    create_study(config(parallelism=2, max_trials=4))
+    run_round("s", 0, "run-1")  # two finished trials
+    left = ask("s", 1, "run-1")  # round 1: one trial running when the run is killed, one never launched
+    gang = runs.create_run(GangSpec(name="t", workers=1, module="m"), driver="local", backend=None, run_prefix="r")
+    from elearn.tuning import start_trial
+
+    start_trial(left[0].id, gang, "run-1")
+    runs.finish(gang, "STOPPED", "task killed")
+    # the DAG runs again: the same study, a new DAG run
+    again = ask("s", 0, "run-2")
+    assert sorted(t.id for t in again) == sorted(t.id for t in left)  # the same trials, same parameters
+    assert {t.id: t.params for t in again} == {t.id: t.params for t in left}
+    for t in again:
+        tell(t.id, "COMPLETED", objective(t.params))
+    assert ask("s", 1, "run-2") == []
+    trials = trials_of("s")
+    assert len(trials) == 4 and all(t.state == "COMPLETED" for t in trials)
+    assert get_study("s").stop_reason == "max_trials=4 reached"
+
+
+def test_a_running_trial_with_a_live_gang_is_not_handed_out_again(elearn_home):
+    from elearn.compute import GangSpec, quota, runs
+    from elearn.tuning import start_trial
+
+    create_study(config(parallelism=2, max_trials=4))
+    first = ask("s", 0, "run-1")
+    gang = runs.create_run(GangSpec(name="t", workers=1, module="m"), driver="local", backend=None, run_prefix="r")
+    assert quota.admit(gang)[0]
+    start_trial(first[0].id, gang, "run-1")
+    tell(first[1].id, "COMPLETED", 0.7)
+    later = ask("s", 1, "run-2")
+    assert first[0].id not in [t.id for t in later] and len(later) == 2  # 4 - 1 running - 1 finished
+
+
+def test_failed_trials_are_recorded_and_stop_the_study_at_max_failed_trials(elearn_home):
+    create_study(config(parallelism=2, max_trials=10, max_failed_trials=2))
+    run_round("s", 0, fail={0})
+    assert get_study("s").state == "RUNNING"
+    failed = [t for t in trials_of("s") if t.state == "FAILED"]
+    assert failed[0].error == "worker 1 exited with status 3"
+    run_round("s", 1, fail={2})
+    assert ask("s", 2, "run-1") == []
+    assert get_study("s").stop_reason == "2 trials failed (max_failed_trials=2)"
+
+
+def test_patience_stops_a_study_that_no_longer_improves(elearn_home):
+    create_study(config(parallelism=1, max_trials=10, patience_rounds=2))
+    for r, value in enumerate([0.70, 0.75, 0.74, 0.73]):
+        (t,) = ask("s", r, "run-1")
+        tell(t.id, "COMPLETED", value)
+    assert ask("s", 4, "run-1") == []
+    assert get_study("s").stop_reason == ("no better auc for 2 rounds (patience_rounds=2); best 0.7500 in round 1")
+
+
+def test_median_rule_stops_a_clearly_worse_trial(elearn_home):
+    from elearn.tuning import report_epochs, should_stop_early, start_trial
+
+    create_study(config(parallelism=4, max_trials=4, early_stopping={"min_trials": 2, "min_epochs": 2}))
+    a, b, c, d = ask("s", 0, "run-1")
+    for t, curve in ((a, {1: 0.60, 2: 0.70, 3: 0.72}), (b, {1: 0.62, 2: 0.68})):
+        report_epochs(t.id, curve)
+        tell(t.id, "COMPLETED", max(curve.values()))
+    start_trial(c.id, None, "run-1")
+    report_epochs(c.id, {1: 0.55})
+    assert should_stop_early(c.id) == (False, "")  # before min_epochs
+    report_epochs(c.id, {2: 0.58})
+    stop, why = should_stop_early(c.id)
+    assert stop and why == ("median stopping rule: best auc 0.5800 by epoch 2 is worse than the median 0.6900 "
+                            "of 2 finished trials")
+    start_trial(d.id, None, "run-1")
+    report_epochs(d.id, {1: 0.66, 2: 0.71})
+    assert should_stop_early(d.id) == (False, "")
+    tell(c.id, "STOPPED", 0.58)  # stopped trials still inform TPE with their last value
+    assert [t.state for t in trials_of("s")] == ["COMPLETED", "COMPLETED", "STOPPED", "RUNNING"]
+
+
+def test_same_name_other_settings_is_a_conflict(elearn_home):
+    create_study(config(max_trials=4))
+    create_study(config(max_trials=4))  # the same settings: the same study
+    with pytest.raises(Conflict, match=r"study 's' already exists with other settings \(max_trials\)"):
+        create_study(config(max_trials=5))
+
+
+def test_warm_start_tries_the_best_points_of_an_earlier_study_first(elearn_home):
+    create_study(config("old", parallelism=4, max_trials=4))
+    run_round("old", 0)
+    ranked = sorted(trials_of("old"), key=lambda t: -t.value)
+    create_study(config("new", parallelism=3, max_trials=6, warm_start_from="old", warm_start_top=2))
+    first = ask("new", 0, "run-1")
+    assert [t.source for t in first] == ["warm-start", "warm-start", "tpe"]
+    assert [t.params for t in first[:2]] == [ranked[0].params, ranked[1].params]
+
+
+def test_end_round_draws_the_convergence_plot(elearn_home):
+    from elearn.objectstore import default_store
+    from elearn.tuning import report_epochs
+
+    create_study(config(parallelism=2, max_trials=2))
+    for t in run_round("s", 0):
+        report_epochs(t.id, {1: 0.6, 2: objective(t.params)})
+    study = end_round("s")
+    png = default_store().get_bytes(study.plot_key)
+    assert study.plot_key == "studies/s/convergence.png" and png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    assert study.state == "STOPPED"
