@@ -78,8 +78,9 @@ class GangTrainingOperator(BaseOperator):
                         tolerations=tuple(self.tolerations))
 
     def _prefix(self, context) -> str:
-        return (f"runs/{self.dag_id}/{run_dir_name(context['run_id'])}/{self.task_id}/"
-                f"try-{context['ti'].try_number}")
+        map_index = getattr(context["ti"], "map_index", -1)
+        task = self.task_id if map_index is None or map_index < 0 else f"{self.task_id}/{map_index}"
+        return f"runs/{self.dag_id}/{run_dir_name(context['run_id'])}/{task}/try-{context['ti'].try_number}"
 
     def _runner(self, context, run_id: int | None = None):
         from operators.connections import export_aws_credentials
@@ -96,7 +97,11 @@ class GangTrainingOperator(BaseOperator):
 
     def execute(self, context):
         self._gang = self._runner(context)
-        return self._admit_and_launch(context, self._gang, deadline=time.time() + self.schedule_timeout_s)
+        return self.execute_gang(context, self._gang)
+
+    def execute_gang(self, context, runner):
+        """Admit and launch the gang of ``runner`` (created for this try)."""
+        return self._admit_and_launch(context, runner, deadline=time.time() + self.schedule_timeout_s)
 
     def _admit_and_launch(self, context, runner, deadline: float):
         ok, why = runner.try_admit()

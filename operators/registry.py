@@ -38,6 +38,11 @@ class RegisterModelOperator(BaseOperator):
             "gang_seconds": self.training["seconds"], "run_prefix": self.training["run_prefix"],
             "image": None,
         }
+        params = dict(self.params_record)
+        if self.training.get("study"):  # the best trial of a study
+            lineage.update(study=self.training["study"], trial=self.training["trial"],
+                           study_metric=self.training["study_metric"], trial_value=self.training["trial_value"])
+            params.update(self.training.get("trial_params") or {})
         if self.training.get("gang_run_id") is not None:  # what the gang used, from its run record
             from elearn.compute import runs
 
@@ -45,7 +50,7 @@ class RegisterModelOperator(BaseOperator):
             lineage.update(gang_run_id=run.id, gang_restarts=run.restart_count, gpu_seconds=run.gpu_seconds,
                            gpu_util_mean=run.gpu_util_mean, cpu_seconds=run.cpu_seconds, gang_driver=run.driver)
         mv = publish_version(store, default_store(), self.model_name, self.training["model_prefix"],
-                             params=self.params_record, metrics=self.training["metrics"], lineage=lineage,
+                             params=params, metrics=self.training["metrics"], lineage=lineage,
                              dag_run_id=context["run_id"])
         if self.alias:
             store.set_alias(self.model_name, self.alias, mv.version, changed_by=f"{self.dag_id}/{context['run_id']}")

@@ -10,7 +10,10 @@ def test_dagbag_has_no_import_errors(elearn_home):
     assert bag.import_errors == {}
     dag = bag.dags["nightly_retraining"]
     assert [t.task_id for t in dag.topological_sort()] == [
-        "land_raw", "preprocess", "register_datastore", "train", "register_model", "package"]
+        "land_raw", "preprocess", "register_datastore", "open_study",
+        "round_0.ask_trials", "round_0.train", "round_0.tell_round",
+        "round_1.ask_trials", "round_1.train", "round_1.tell_round",
+        "best_trial_result", "register_model", "package"]  # 4 trials, 2 per round
     assert dag.params["workers"] == 2 and dag.params["train_months"] == "1-10"
     register = dag.get_task("register_datastore")
     assert [a.name for a in register.outlets] == ["datastores.flight_features"]

@@ -20,6 +20,7 @@ import json
 import sys
 import tempfile
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,7 @@ from elearn.features.flights import CATEGORICAL_FEATURES, LABEL, NUMERIC_FEATURE
 
 MODEL_FILE = "model.keras"
 CHUNK_STEPS = 50
+VALIDATION_EVERY = 10
 SPEC_FILE = "feature_spec.json"
 METRICS_FILE = "metrics.json"
 
@@ -85,6 +87,14 @@ def evaluate(y: np.ndarray, p: np.ndarray) -> dict:
             "rows": int(len(y))}
 
 
+def predict(model, x: dict, batch: int = 8192) -> np.ndarray:
+    """The model's probabilities on ``x`` (this worker only: no collective)."""
+    n = len(x["numeric"])
+    parts = [model({k: v[i:i + batch] for k, v in x.items()}, training=False).numpy().reshape(-1)
+             for i in range(0, n, batch)]
+    return np.concatenate(parts)
+
+
 def training_state(model, optimizer) -> dict:
     """Every variable a resumed run needs, by a stable name: model weights, then the
     optimizer's (its step counter, moments)."""
@@ -121,12 +131,17 @@ def main(argv=None) -> int:
     snapshot_id = args.snapshot_id if args.snapshot_id is not None else (handed.snapshot_id if handed else None)
     print(f"worker {ctx.index}: reading datastore {args.datastore} at snapshot {snapshot_id}", flush=True)
     df = read_arrow(args.datastore, snapshot_id).to_pandas()
-    train = df[df["month"].isin(args.train_months)].sort_values("flight_id").reset_index(drop=True)
+    in_train = df[df["month"].isin(args.train_months)].sort_values("flight_id").reset_index(drop=True)
     test = df[df["month"].isin(args.test_months)].sort_values("flight_id").reset_index(drop=True)
-    if len(train) == 0 or len(test) == 0:
+    # validation rows (1 in VALIDATION_EVERY by a stable hash of the flight id) pick epochs and
+    # hyperparameters; the held-out test months are only for the final report
+    is_val = in_train["flight_id"].map(lambda f: zlib.crc32(f.encode()) % VALIDATION_EVERY == 0).to_numpy(bool)
+    train, val = in_train[~is_val].reset_index(drop=True), in_train[is_val].reset_index(drop=True)
+    if len(train) == 0 or len(test) == 0 or len(val) == 0:
         print(f"no rows for train months {args.train_months} or test months {args.test_months}", file=sys.stderr)
         return 2
     spec = FeatureSpec.fit(train)
+    x_val, y_val = spec.transform(val), val[LABEL].to_numpy()
     x_train = spec.transform(train)
     y_train = train[LABEL].to_numpy(dtype="float32")
 
@@ -196,7 +211,11 @@ def main(argv=None) -> int:
         loss = total / steps_per_epoch
         print(f"epoch {epoch}/{args.epochs} loss={loss:.6f} ({time.time() - t0:.1f}s, per-worker batch {per_worker})",
               flush=True)
-        log.append(epoch=epoch, loss=loss, seconds=time.time() - t0, steps=steps_per_epoch)
+        record = {"epoch": epoch, "loss": loss, "seconds": time.time() - t0, "steps": steps_per_epoch}
+        if ctx.is_chief:  # the tuner reads the chief's per-epoch validation AUC (early stopping)
+            record["val_auc"] = evaluate(y_val, predict(model, x_val))["auc"]
+            print(f"epoch {epoch} val_auc={record['val_auc']:.4f}", flush=True)
+        log.append(**record)
         log.heartbeat(epoch=epoch)
         if ctx.is_chief and epoch < args.epochs:
             step = int(optimizer.iterations.numpy())
@@ -213,6 +232,7 @@ def main(argv=None) -> int:
         reloaded = keras.models.load_model(out / MODEL_FILE)
         p = reloaded.predict(spec.transform(test), batch_size=4096, verbose=0).reshape(-1)
         metrics = evaluate(test[LABEL].to_numpy(), p)
+        metrics["val_auc"] = evaluate(y_val, reloaded.predict(x_val, batch_size=4096, verbose=0).reshape(-1))["auc"]
         metrics.update(train_rows=int(len(train)), final_loss=loss, train_seconds=time.time() - started,
                        steps=int(optimizer.iterations.numpy()), attempt=ctx.attempt)
         (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2, sort_keys=True))

@@ -86,6 +86,23 @@ def test_gang_worker_output_is_in_the_task_log(pipeline):
         assert f"worker {worker}: reading datastore flight_features at snapshot {snapshot}" in run.output
 
 
+def test_the_model_is_the_best_trial_of_a_study_of_gangs(pipeline):
+    from elearn.objectstore import default_store
+    from elearn.tuning import get_study, trials_of
+
+    mv = version(1)
+    study = get_study(mv.lineage["study"])
+    trials = trials_of(study.name)
+    assert study.state == "STOPPED" and study.stop_reason == "max_trials=4 reached"
+    assert len(trials) == 4 and all(t.state in ("COMPLETED", "STOPPED") for t in trials)
+    assert len({(t.params["learning_rate"], t.params["hidden_units"]) for t in trials}) == 4
+    done = [t for t in trials if t.state == "COMPLETED"]
+    best = max(done, key=lambda t: t.value)
+    assert mv.lineage["trial"] == best.number and mv.lineage["trial_value"] == best.value
+    assert mv.metrics["val_auc"] == best.value and mv.params["learning_rate"] == best.params["learning_rate"]
+    assert default_store().get_bytes(study.plot_key)[:4] == b"\x89PNG"
+
+
 def test_recomputed_held_out_metrics_beat_the_base_rate(pipeline):
     held_out, p = offline_predictions(version(1), TEST_MONTHS)
     y = held_out["delayed"].to_numpy()

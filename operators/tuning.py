@@ -1,0 +1,201 @@
+"""Tuning inside a DAG: a study's rounds unrolled at parse time, each trial a gang.
+
+``tuning_rounds`` adds ⌈max_trials / parallelism⌉ task groups ``round_<r>``, each
+``ask`` → ``train`` (``TrialTrainingOperator`` mapped over the asked trials) → ``tell``, and a
+``best_trial`` task whose result feeds ``RegisterModelOperator``. Once the study has stopped,
+``ask`` returns no trials and the round's ``train`` is skipped. A trial that fails is recorded
+as FAILED and its task still succeeds: the study, not the task, decides when failures are too many.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from airflow.sdk import task, task_group
+
+from operators.gang import GangTrainingOperator
+
+
+class TrialTrainingOperator(GangTrainingOperator):
+    """One trial of a study as a gang: the trial's parameters become ``--name value`` arguments
+    after ``job_args``; per-epoch values of the study's metric (from the chief's metrics file)
+    are ingested while it runs, and the median stopping rule may stop it early."""
+
+    template_fields = (*GangTrainingOperator.template_fields, "trial")
+
+    def __init__(self, *, trial: dict, metric_poll_s: float = 2.0, **kwargs):
+        super().__init__(**kwargs)
+        self.trial = trial
+        self.metric_poll_s = metric_poll_s
+        self._stopped_early = ""
+
+    def _trial_args(self) -> list[str]:
+        args = [str(a) for a in self.job_args]
+        for name, value in self.trial["params"].items():
+            args += [f"--{name.replace('_', '-')}", str(value)]
+        return args
+
+    def execute(self, context):
+        from elearn.tuning import start_trial
+
+        self.job_args = self._trial_args()
+        self.log.info("study %s, trial %d: %s", self.trial["study"], self.trial["number"], self.trial["params"])
+        self._gang = self._runner(context)
+        start_trial(self.trial["id"], self._gang.run_id, context["run_id"])
+        done = threading.Event()
+        if self.driver.name == "local":  # the kubernetes path reads the metrics when the gang ends
+            threading.Thread(target=self._watch_metrics, args=(self._gang, done), daemon=True).start()
+        try:
+            return self._as_trial(lambda: super(TrialTrainingOperator, self).execute_gang(context, self._gang))
+        finally:
+            done.set()
+
+    def execute_admitted(self, context, event=None, run_id=None, deadline=None):
+        self.job_args = self._trial_args()
+        return self._as_trial(lambda: super(TrialTrainingOperator, self).execute_admitted(
+            context, event=event, run_id=run_id, deadline=deadline))
+
+    def execute_attempt_done(self, context, event=None, run_id=None, attempt=0):
+        self.job_args = self._trial_args()
+        return self._as_trial(lambda: super(TrialTrainingOperator, self).execute_attempt_done(
+            context, event=event, run_id=run_id, attempt=attempt))
+
+    def _as_trial(self, run):
+        """Run (part of) the gang; tell the study how the trial ended."""
+        from elearn.errors import GangFailed, GangTimeout
+        from elearn.tuning import tell
+
+        metric, trial_id = self.trial["metric"], self.trial["id"]
+        try:
+            result = run()
+        except (GangFailed, GangTimeout) as e:
+            if self._stopped_early:
+                last = self._ingest(self._gang.run_prefix)
+                value = last.get(max(last)) if last else None
+                if value is not None:
+                    tell(trial_id, "STOPPED", value, error=self._stopped_early)
+                    self.log.info("trial %d stopped early at %s=%.4f: %s", self.trial["number"], metric, value,
+                                  self._stopped_early)
+                    return {"trial": self.trial, "state": "STOPPED", "value": value}
+            tell(trial_id, "FAILED", error=e.message)
+            self.log.error("trial %d FAILED (recorded in the study; the study goes on): %s",
+                           self.trial["number"], e.message)
+            return {"trial": self.trial, "state": "FAILED", "error": e.message}
+        self._ingest(result["run_prefix"])
+        value = result["metrics"].get(metric)
+        if value is None:
+            tell(trial_id, "FAILED", error=f"the trial's metrics.json has no {metric!r}: {sorted(result['metrics'])}")
+            return {"trial": self.trial, "state": "FAILED"}
+        tell(trial_id, "COMPLETED", float(value), result={**result, "trial_params": self.trial["params"]})
+        self.log.info("trial %d COMPLETED: %s=%.4f", self.trial["number"], metric, value)
+        return {**result, "trial": self.trial, "state": "COMPLETED", "value": value}
+
+    def _ingest(self, run_prefix: str) -> dict[int, float]:
+        """The chief's per-epoch values of the metric, stored on the trial; epoch -> value."""
+        import json
+
+        from elearn.objectstore import default_store
+        from elearn.tuning import report_epochs
+
+        store, key = default_store(), f"{run_prefix}/worker-0/metrics.jsonl"
+        if not store.exists(key):
+            return {}
+        records = [json.loads(line) for line in store.get_bytes(key).decode().splitlines() if line.strip()]
+        values = {int(r["epoch"]): float(r[self.trial["metric"]]) for r in records if self.trial["metric"] in r}
+        report_epochs(self.trial["id"], values)
+        return values
+
+    def _watch_metrics(self, gang, done: threading.Event) -> None:
+        from elearn.tuning import should_stop_early
+
+        while not done.wait(self.metric_poll_s):
+            try:
+                self._ingest(gang.run_prefix)
+                stop, why = should_stop_early(self.trial["id"])
+            except Exception:  # a hiccup reading metrics must not end the trial
+                self.log.exception("reading trial metrics failed; trying again")
+                continue
+            if stop:
+                self._stopped_early = why
+                self.log.info("stopping trial %d early: %s", self.trial["number"], why)
+                gang.stop()
+                return
+
+
+@task
+def open_study(name: str, config: dict) -> str:
+    from elearn.tuning import StudyConfig, create_study
+
+    study = create_study(StudyConfig(name=name, **config))
+    return study.name
+
+
+@task
+def ask_trials(name: str, round_: int, **context) -> list[dict]:
+    from elearn.tuning import ask, get_study
+
+    study = get_study(name)
+    trials = ask(name, round_, context["run_id"])
+    if not trials:
+        print(f"study {name}: no trials in round {round_} ({get_study(name).stop_reason or 'nothing left'})")
+    return [{"id": t.id, "number": t.number, "study": name, "params": t.params, "metric": study.config.metric}
+            for t in trials]
+
+
+@task(trigger_rule="all_done")
+def tell_round(name: str, round_: int) -> dict:
+    from elearn.tuning import best_trial, end_round
+
+    study = end_round(name)
+    best = best_trial(name)
+    summary = {"study": name, "round": round_, "state": study.state, "stop_reason": study.stop_reason,
+               "best_trial": best.number if best else None, "best_value": best.value if best else None,
+               "plot": study.plot_key}
+    print(f"study {name} after round {round_}: {summary}")
+    return summary
+
+
+@task
+def best_trial_result(name: str) -> dict:
+    """The best trial's training result (what RegisterModelOperator takes), with its study and trial."""
+    from elearn.errors import NotFound
+    from elearn.tuning import best_trial, get_study
+
+    best = best_trial(name)
+    if best is None or not best.result:
+        raise NotFound(f"study {name} has no completed trial with a model; see the trials' errors "
+                       f"(elearn study show {name})")
+    study = get_study(name)
+    return {**best.result, "study": name, "trial": best.number, "trial_value": best.value,
+            "study_metric": study.config.metric}
+
+
+def tuning_rounds(*, study_name, study: dict, train: dict, after=None):
+    """Unroll a study in the current DAG; the ``best_trial`` task.
+
+    ``study``: StudyConfig fields except the name (``space``, ``metric``, ``parallelism``,
+    ``max_trials`` …); ``study_name`` may be templated or an XComArg. ``train``: the
+    TrialTrainingOperator arguments shared by every trial (module, job_args, workers …).
+    ``after``: the task the study waits for (e.g. the datastore registration it trains on).
+    """
+    import math
+
+    name = open_study(study_name, study)
+    if after is not None:
+        after >> name
+    previous = name
+    for r in range(math.ceil(study.get("max_trials", 4) / study.get("parallelism", 2))):
+        @task_group(group_id=f"round_{r}")
+        def one_round(round_=r):
+            asked = ask_trials(name, round_)
+            trained = TrialTrainingOperator.partial(task_id="train", **train).expand(trial=asked)
+            told = tell_round(name, round_)
+            trained >> told
+            return asked, told
+
+        asked, told = one_round()
+        previous >> asked
+        previous = told
+    best = best_trial_result(name)
+    previous >> best
+    return best
