@@ -15,6 +15,7 @@ import statistics
 from dataclasses import asdict, dataclass, field
 
 from sqlalchemy import func, select, update
+from sqlalchemy.orm import defer
 
 from elearn.db import session_scope
 from elearn.errors import Conflict, InvalidInput, NotFound
@@ -177,7 +178,7 @@ def _trials_for_hyperopt(config: StudyConfig, rows: list[SqlTrial]):
     """hyperopt ``Trials`` holding every trial of the study; finished ones with their loss."""
     from hyperopt import JOB_STATE_DONE, JOB_STATE_ERROR, JOB_STATE_RUNNING, STATUS_FAIL, STATUS_OK, Trials
 
-    trials = Trials()
+    tids, results, miscs, states = [], [], [], []
     for row in rows:
         if row.state in COUNTED and row.value is not None:
             result, state = {"status": STATUS_OK, "loss": config.loss(row.value)}, JOB_STATE_DONE
@@ -185,10 +186,17 @@ def _trials_for_hyperopt(config: StudyConfig, rows: list[SqlTrial]):
             result, state = {"status": STATUS_FAIL}, JOB_STATE_ERROR
         else:
             result, state = {"status": "new"}, JOB_STATE_RUNNING
-        misc = {"tid": row.number, "cmd": ("domain_attachment", "FMinIter_Domain"), "workdir": None,
-                "idxs": {k: [row.number] for k in config.space}, "vals": vals_from_params(config.space, row.params)}
-        docs = trials.new_trial_docs([row.number], [None], [result], [misc])
-        docs[0]["state"] = state
+        tids.append(row.number)
+        results.append(result)
+        states.append(state)
+        miscs.append({"tid": row.number, "cmd": ("domain_attachment", "FMinIter_Domain"), "workdir": None,
+                      "idxs": {k: [row.number] for k in config.space},
+                      "vals": vals_from_params(config.space, row.params)})
+    trials = Trials()
+    if tids:  # one batch: inserting trial by trial costs O(n^2) in hyperopt's bookkeeping
+        docs = trials.new_trial_docs(tids, [None] * len(tids), results, miscs)
+        for doc, state in zip(docs, states):
+            doc["state"] = state
         trials.insert_trial_docs(docs)
     trials.refresh()
     return trials
@@ -238,7 +246,9 @@ def ask(name: str, round_: int, dag_run_id: str | None = None) -> list[Trial]:
         config = StudyConfig(**study.config)
         if study.state == "STOPPED":
             return []
-        rows = list(s.scalars(select(SqlTrial).where(SqlTrial.study_id == study.id).order_by(SqlTrial.number)))
+        # results (training outputs) can be large and ask never needs them
+        rows = list(s.scalars(select(SqlTrial).options(defer(SqlTrial.result), defer(SqlTrial.error))
+                              .where(SqlTrial.study_id == study.id).order_by(SqlTrial.number)))
         reason = _stop_reason(s, config, rows)
         if reason:
             study.state, study.stop_reason = "STOPPED", reason
