@@ -136,6 +136,48 @@ def cmd_datastore_expire(a) -> int:
     return 0
 
 
+def cmd_study_show(a) -> int:
+    from elearn.tuning import best_trial, get_study, trials_of
+
+    study, trials, best = get_study(a.name), trials_of(a.name), best_trial(a.name)
+    if a.json:
+        _print_json({"study": study.__dict__ | {"config": study.config.__dict__}, "best_trial": best and best.number,
+                     "trials": [t.__dict__ for t in trials]})
+        return 0
+    c = study.config
+    print(f"study {study.name}: {study.state}{f' ({study.stop_reason})' if study.stop_reason else ''}")
+    print(f"  {c.algorithm}, {c.direction} {c.metric}, {len(trials)}/{c.max_trials} trials, parallelism "
+          f"{c.parallelism}; plot: {study.plot_key or '-'}")
+    print(f"{'trial':>5}  {'round':>5}  {'state':<10}{c.metric:>9}  params")
+    for t in trials:
+        mark = " *" if best and t.number == best.number else ""
+        value = f"{t.value:.4f}" if t.value is not None else "-"
+        print(f"{t.number:>5}  {t.round:>5}  {t.state:<10}{value:>9}  {json.dumps(t.params, sort_keys=True)}{mark}")
+    return 0
+
+
+def cmd_gang_ls(a) -> int:
+    from elearn.compute import runs
+
+    items = runs.list_runs(limit=a.limit)
+    if a.json:
+        _print_json([r.__dict__ for r in items])
+        return 0
+    print(f"{'id':>5}  {'gang':<24}{'driver':<11}{'state':<10}{'workers':>7}{'restarts':>9}{'GPU-s':>9}{'CPU-s':>9}  "
+          f"dag run")
+    for r in items:
+        print(f"{r.id:>5}  {r.gang:<24}{r.driver:<11}{r.state:<10}{r.workers:>7}{r.restart_count:>9}"
+              f"{r.gpu_seconds:>9.1f}{r.cpu_seconds:>9.1f}  {r.dag_run_id or '-'}")
+    return 0
+
+
+def cmd_gang_show(a) -> int:
+    from elearn.compute import runs
+
+    _print_json(runs.get_run(a.id).__dict__)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="elearn", description="elearn: batch ML platform inside Apache Airflow")
     sub = p.add_subparsers(dest="command", required=True)
@@ -188,6 +230,21 @@ def build_parser() -> argparse.ArgumentParser:
     dexp.add_argument("--keep-last", type=int, default=5)
     dexp.add_argument("--json", action="store_true")
     dexp.set_defaults(func=cmd_datastore_expire)
+
+    st = sub.add_parser("study", help="tuning studies").add_subparsers(dest="sub", required=True)
+    sshow = st.add_parser("show", help="a study's trials, best marked *")
+    sshow.add_argument("name")
+    sshow.add_argument("--json", action="store_true")
+    sshow.set_defaults(func=cmd_study_show)
+
+    g = sub.add_parser("gang", help="gang runs").add_subparsers(dest="sub", required=True)
+    gls = g.add_parser("ls", help="recent gang runs: state, restarts, GPU and CPU seconds")
+    gls.add_argument("--limit", type=int, default=20)
+    gls.add_argument("--json", action="store_true")
+    gls.set_defaults(func=cmd_gang_ls)
+    gshow = g.add_parser("show", help="one gang run with its restarts and per-worker usage")
+    gshow.add_argument("id", type=int)
+    gshow.set_defaults(func=cmd_gang_show)
     return p
 
 

@@ -187,3 +187,18 @@ def test_end_round_draws_the_convergence_plot(elearn_home):
     png = default_store().get_bytes(study.plot_key)
     assert study.plot_key == "studies/s/convergence.png" and png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     assert study.state == "STOPPED"
+
+
+def test_cli_study_show(elearn_home, capsys):
+    from elearn.cli import main
+
+    create_study(config(parallelism=2, max_trials=2))
+    trials = run_round("s", 0)
+    best = max(trials, key=lambda t: objective(t.params))
+    assert main(["study", "show", "s"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("study s: RUNNING\n  tpe, maximize auc, 2/2 trials, parallelism 2")
+    assert sum(line.endswith(" *") for line in out.splitlines()) == 1
+    assert f"{objective(best.params):.4f}" in [line.split()[3] for line in out.splitlines() if line.endswith(" *")]
+    assert main(["study", "show", "nope"]) == 2
+    assert capsys.readouterr().err == "elearn: study 'nope' does not exist\n"

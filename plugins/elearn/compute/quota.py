@@ -14,7 +14,7 @@ from sqlalchemy import func, select, update
 
 from elearn import config
 from elearn.compute.dbmodels import SqlGangRun
-from elearn.compute.runs import ACTIVE, now
+from elearn.compute.runs import ACTIVE, now, owner_alive
 from elearn.db import session_scope
 from elearn.errors import NotFound, QuotaExceeded
 
@@ -26,12 +26,12 @@ def request_of(row) -> dict[str, float]:
 
 
 def _in_use(s, team: str, exclude_id: int) -> dict[str, float]:
-    gpu, cpu = s.execute(
-        select(func.coalesce(func.sum(SqlGangRun.gpu * SqlGangRun.workers), 0),
-               func.coalesce(func.sum(SqlGangRun.cpu * SqlGangRun.workers), 0.0))
-        .where(SqlGangRun.team == team, SqlGangRun.state.in_(ACTIVE), SqlGangRun.id != exclude_id,
-               SqlGangRun.lease_expires_at > now())).one()
-    return {"gpu": float(gpu), "cpu": float(cpu)}
+    held = s.execute(select(SqlGangRun.gpu, SqlGangRun.cpu, SqlGangRun.workers, SqlGangRun.owner,
+                            SqlGangRun.lease_expires_at)
+                     .where(SqlGangRun.team == team, SqlGangRun.state.in_(ACTIVE), SqlGangRun.id != exclude_id,
+                            SqlGangRun.lease_expires_at > now())).all()
+    live = [r for r in held if owner_alive(r.owner, r.lease_expires_at)]  # a crashed owner holds nothing
+    return {"gpu": float(sum(r.gpu * r.workers for r in live)), "cpu": float(sum(r.cpu * r.workers for r in live))}
 
 
 def check_fits_ever(team: str, request: dict[str, float]) -> None:

@@ -114,6 +114,24 @@ def list_runs(limit: int = 100, gang: str | None = None) -> list[GangRun]:
         return [_entity(r) for r in s.scalars(q).all()]
 
 
+def owner_alive(owner: str, lease_expires_at: datetime) -> bool:
+    """Whether the process holding a run may still be alive: its lease is fresh and, when it
+    ran on this host, its pid still exists (a crash on this host is seen at once, not after
+    the lease)."""
+    expires = lease_expires_at if lease_expires_at.tzinfo else lease_expires_at.replace(tzinfo=timezone.utc)
+    if expires < now():
+        return False
+    host, _, pid = owner.rpartition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+    return True
+
+
 def renew_lease(run_id: int) -> None:
     with session_scope() as s:
         s.execute(update(SqlGangRun).where(SqlGangRun.id == run_id)

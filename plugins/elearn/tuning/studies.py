@@ -223,7 +223,7 @@ def _suggest(config: StudyConfig, rows: list[SqlTrial], numbers: list[int]) -> l
 def _stale(s, row: SqlTrial, dag_run_id: str | None) -> bool:
     """A trial handed out before whose work is gone: re-launch it (same parameters)."""
     from elearn.compute.dbmodels import SqlGangRun
-    from elearn.compute.runs import now
+    from elearn.compute.runs import owner_alive
 
     if row.state == "PENDING":
         return row.dag_run_id != dag_run_id  # another (dead) DAG run asked for it and never ran it
@@ -232,8 +232,8 @@ def _stale(s, row: SqlTrial, dag_run_id: str | None) -> bool:
     if row.gang_run_id is None:
         return row.dag_run_id != dag_run_id
     gang = s.get(SqlGangRun, row.gang_run_id)
-    return gang is None or gang.state not in ("QUEUED", "RUNNING") or gang.lease_expires_at.replace(
-        tzinfo=now().tzinfo) < now()
+    return gang is None or gang.state not in ("QUEUED", "RUNNING") or not owner_alive(gang.owner,
+                                                                                    gang.lease_expires_at)
 
 
 def ask(name: str, round_: int, dag_run_id: str | None = None) -> list[Trial]:
