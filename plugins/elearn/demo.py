@@ -19,7 +19,10 @@ from elearn import config
 from elearn.errors import ElearnError
 
 DAG_ID = "nightly_retraining"
-STAGES = ["land_raw", "preprocess", "register_datastore", "train", "register_model", "package"]
+# stage -> the tasks it spans (tuning: the study from open_study to best_trial_result)
+STAGES = {"land_raw": ("land_raw",), "preprocess": ("preprocess",), "register_datastore": ("register_datastore",),
+          "tuning study": ("open_study", "best_trial_result"), "register_model": ("register_model",),
+          "package": ("package",)}
 SHOW = re.compile(r"\[DAG TEST\] (starting|end) task|\] epoch \d+/|held-out auc|committed snapshot|"
                   r"registered .* v\d+: |Task failed|\[error")
 NOISE = re.compile(r"cuInit|cuda_platform|absl::")
@@ -73,15 +76,22 @@ def run_dag(conf: dict, log_path: Path, echo=print) -> str:
 
 
 def stage_times(run_id: str) -> dict[str, float]:
+    """Seconds per stage of ``STAGES``: from the first task's start to the last task's end."""
     out = _airflow(["tasks", "states-for-dag-run", DAG_ID, run_id, "-o", "json"])
-    times = {}
+    spans: dict[str, tuple[datetime, datetime]] = {}
     try:
         for row in json.loads(out.stdout[out.stdout.index("["):]):
             start, end = row.get("start_date"), row.get("end_date")
             if start and end:
-                times[row["task_id"]] = (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+                start, end = datetime.fromisoformat(start), datetime.fromisoformat(end)
+                old = spans.get(row["task_id"])
+                spans[row["task_id"]] = (min(start, old[0]), max(end, old[1])) if old else (start, end)
     except (ValueError, KeyError):
         pass
+    times = {}
+    for stage, tasks in STAGES.items():
+        if all(t in spans for t in tasks):
+            times[stage] = (spans[tasks[-1]][1] - spans[tasks[0]][0]).total_seconds()
     return times
 
 
@@ -132,6 +142,15 @@ def main(conf: dict) -> int:
           f"(base rate {m['base_rate']:.3f}, base log loss {m['base_log_loss']:.4f}, {m['rows']} rows)")
     print(f"model version      {mv.model_name} v{mv.version}  aliases {', '.join(mv.aliases) or '-'}  "
           f"workers {mv.lineage['workers']}")
+    if mv.lineage.get("study"):
+        from elearn.tuning import get_study, trials_of
+
+        study, trials = get_study(mv.lineage["study"]), trials_of(mv.lineage["study"])
+        states = ", ".join(f"{sum(t.state == st for t in trials)} {st.lower()}"
+                           for st in ("COMPLETED", "STOPPED", "FAILED") if any(t.state == st for t in trials))
+        print(f"study              {study.name}: {len(trials)} trials ({states}); best trial {mv.lineage['trial']} "
+              f"val AUC {mv.lineage['trial_value']:.4f} with {json.dumps(mv.params.get('learning_rate'))} "
+              f"learning rate, {mv.params.get('hidden_units')} hidden units")
     print(f"Bento              {mv.bento_tag}")
     print(f"served answer      flight {request['flight_id']} ({request['carrier']}{request['flight']} "
           f"{request['origin']}->{request['dest']} {request['year']}-{request['month']:02d}-{request['day']:02d} "
