@@ -25,6 +25,22 @@ from bench.report import DEFAULT_PAGE, code_version, command_line, machine, writ
 GOAL = 1.15
 
 
+def gaps_busy(tis: list[dict], parse) -> float:
+    """Seconds during which at least one task instance was running."""
+    spans = sorted((parse(t["start_date"]), parse(t["end_date"])) for t in tis if t["start_date"] and t["end_date"])
+    busy, current = 0.0, None
+    for start, end in spans:
+        if current is None or start > current[1]:
+            if current:
+                busy += (current[1] - current[0]).total_seconds()
+            current = [start, end]
+        else:
+            current[1] = max(current[1], end)
+    if current:
+        busy += (current[1] - current[0]).total_seconds()
+    return busy
+
+
 def study_trials(env: dict) -> list[tuple[str, str | None]]:
     """(state, error) of every trial, read from the run's elearn database in a child process
     (this process's elearn is not pointed at that home)."""
@@ -73,6 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     trials = [(parse(t["end_date"]) - parse(t["start_date"])).total_seconds() for t in tis
               if t["task_id"].endswith(".train") and t["state"] == "success"]
     one = statistics.median(trials)
+    durations: dict[str, list[float]] = {}
+    for t in tis:
+        if t["start_date"] and t["end_date"] and t["state"] == "success":
+            kind = t["task_id"].split(".")[-1]
+            durations.setdefault(kind, []).append((parse(t["end_date"]) - parse(t["start_date"])).total_seconds())
+    breakdown = ", ".join(f"{kind} {statistics.median(v):.1f} s" for kind, v in sorted(durations.items()))
     ideal = rounds * one
     ratio = wall / ideal
     sleep = args.epochs * args.epoch_seconds
@@ -84,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         f"| ideal = rounds x one trial's task duration | {ideal:.1f} s |",
         f"| **ratio** wall / ideal | **{ratio:.2f}** (goal <= {GOAL}: {'met' if ratio <= GOAL else 'NOT met'}) |",
         f"| ratio wall / (rounds x sleep) | {wall / (rounds * sleep):.2f} |",
+        f"| median task durations | {breakdown} |",
+        f"| time in no task (scheduling gaps) | {wall - gaps_busy(tis, parse):.1f} s |",
     ])
     text = f"""## Tuning orchestration
 

@@ -45,9 +45,30 @@ def get_engine(url: str | None = None, migrate: bool = True) -> Engine:
             _engines[url] = _make_engine(url)
         engine = _engines[url]
         if migrate and url not in _upgraded:
-            upgrade(engine)
+            if not at_head(engine):
+                upgrade(engine)
             _upgraded.add(url)
     return engine
+
+
+MIGRATIONS = Path(__file__).parent / "migrations" / "versions"
+# revisions are numbered 0001, 0002 … in their file names; the newest is the head
+HEAD_REVISION = max(p.name.split("_", 1)[0] for p in MIGRATIONS.glob("[0-9][0-9][0-9][0-9]_*.py"))
+
+
+def at_head(engine: Engine) -> bool:
+    """Whether the database is already migrated to ``HEAD_REVISION`` with pyiceberg's tables in
+    place: one cheap query instead of Alembic's ~0.5 s start in every task process."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        with engine.connect() as conn:
+            version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+            conn.execute(text("SELECT 1 FROM iceberg_tables WHERE 1 = 0")).all()
+    except SQLAlchemyError:  # a new database: no such tables yet
+        return False
+    return version == HEAD_REVISION
 
 
 MIGRATION_LOCK_ID = 0x656C6561  # "elea": the PostgreSQL advisory lock serialising migrations
