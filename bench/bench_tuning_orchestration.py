@@ -13,6 +13,7 @@ trial's time (the median duration of the mapped trial tasks), goal <= 1.15x.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import statistics
 import tempfile
@@ -65,15 +66,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epoch-seconds", type=float, default=10.0)
     parser.add_argument("--out", type=Path, default=DEFAULT_PAGE)
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--keep", action="store_true", help="keep the Airflow home and logs (printed)")
     args = parser.parse_args(argv)
     rounds = -(-args.trials // args.parallelism)
-    with tempfile.TemporaryDirectory(prefix="elearn-bench-orch-") as tmp, airflow_standalone(
+    with (contextlib.nullcontext(tempfile.mkdtemp(prefix="elearn-bench-orch-")) if args.keep
+          else tempfile.TemporaryDirectory(prefix="elearn-bench-orch-")) as tmp, airflow_standalone(
             Path(tmp), [REPO / "tests" / "e2e" / "dags" / "tuning_probe.py"],
             {"ELEARN_PROBE_MAX_TRIALS": str(args.trials), "ELEARN_PROBE_PARALLELISM": str(args.parallelism),
              "AIRFLOW__ELEARN__LOCAL_SLOTS": str(args.parallelism), "PYTHONPATH": str(REPO)}) as (url, home, env):
         run_id = trigger(url, "tuning_probe", {"study_name": "orchestration", "epochs": args.epochs,
                                                "epoch_seconds": args.epoch_seconds})
         run = wait_for_run(url, "tuning_probe", timeout=120 + 4 * rounds * args.epochs * args.epoch_seconds)
+        print(f"Airflow home and logs: {tmp}", flush=True)
         if run["state"] != "success":
             raise SystemExit(f"the tuning run ended {run['state']}; see {tmp}/standalone.log")
         tis = httpx.get(f"{url}/api/v2/dags/tuning_probe/dagRuns/{run_id}/taskInstances", params={"limit": 200},

@@ -43,12 +43,19 @@ class TrialTrainingOperator(GangTrainingOperator):
         self._gang = self._runner(context)
         start_trial(self.trial["id"], self._gang.run_id, context["run_id"])
         done = threading.Event()
+        watcher = threading.Thread(target=self._watch_metrics, args=(self._gang, done), daemon=True)
         if self.driver.name == "local":  # the kubernetes path reads the metrics when the gang ends
-            threading.Thread(target=self._watch_metrics, args=(self._gang, done), daemon=True).start()
-        try:
-            return self._as_trial(lambda: super(TrialTrainingOperator, self).execute_gang(context, self._gang))
-        finally:
-            done.set()
+            watcher.start()
+
+        def run_gang():
+            try:
+                return super(TrialTrainingOperator, self).execute_gang(context, self._gang)
+            finally:  # the watcher stops before the trial is told (no two writers of its metrics)
+                done.set()
+                if watcher.is_alive():
+                    watcher.join(timeout=30)
+
+        return self._as_trial(run_gang)
 
     def execute_admitted(self, context, event=None, run_id=None, deadline=None):
         self.job_args = self._trial_args()

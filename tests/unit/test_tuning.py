@@ -202,3 +202,26 @@ def test_cli_study_show(elearn_home, capsys):
     assert f"{objective(best.params):.4f}" in [line.split()[3] for line in out.splitlines() if line.endswith(" *")]
     assert main(["study", "show", "nope"]) == 2
     assert capsys.readouterr().err == "elearn: study 'nope' does not exist\n"
+
+
+def test_reporting_the_same_epochs_from_two_threads_keeps_one_of_each(elearn_home):
+    import threading
+
+    from elearn.tuning import report_epochs
+    from elearn.tuning.studies import curves
+
+    create_study(config())
+    (t, _) = ask("s", 0, "run-1")
+    barrier = threading.Barrier(4)
+
+    def report():
+        barrier.wait()
+        for _ in range(5):
+            report_epochs(t.id, {1: 0.6, 2: 0.65, 3: 0.7})
+
+    threads = [threading.Thread(target=report) for _ in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert curves("s")[t.number] == {1: 0.6, 2: 0.65, 3: 0.7}

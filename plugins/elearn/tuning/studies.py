@@ -318,12 +318,21 @@ def tell(trial_id: int, state: str, value: float | None = None, error: str | Non
 
 
 def report_epochs(trial_id: int, values: dict[int, float]) -> None:
-    """Store per-epoch objective values (epoch -> value); epochs already stored are kept."""
-    with session_scope() as s:
-        have = set(s.scalars(select(SqlTrialMetric.epoch).where(SqlTrialMetric.trial_id == trial_id)))
-        for epoch, value in sorted(values.items()):
-            if epoch not in have and math.isfinite(value):
-                s.add(SqlTrialMetric(trial_id=trial_id, epoch=epoch, value=value))
+    """Store per-epoch objective values (epoch -> value); epochs already stored are kept, also
+    when another writer stores the same epoch at the same moment."""
+    from sqlalchemy.exc import IntegrityError
+
+    for attempt in range(3):
+        try:
+            with session_scope() as s:
+                have = set(s.scalars(select(SqlTrialMetric.epoch).where(SqlTrialMetric.trial_id == trial_id)))
+                for epoch, value in sorted(values.items()):
+                    if epoch not in have and value is not None and math.isfinite(value):
+                        s.add(SqlTrialMetric(trial_id=trial_id, epoch=epoch, value=value))
+            return
+        except IntegrityError:  # someone stored one of these epochs in between: read again
+            if attempt == 2:
+                raise
 
 
 def curves(name: str) -> dict[int, dict[int, float]]:
