@@ -14,7 +14,8 @@ from sqlalchemy import func, select, update
 
 from elearn import config
 from elearn.compute.dbmodels import SqlGangRun
-from elearn.compute.runs import ACTIVE, now, owner_alive
+from elearn.compute.runs import ACTIVE
+from elearn.leases import now, owner_alive
 from elearn.db import session_scope
 from elearn.errors import NotFound, QuotaExceeded
 

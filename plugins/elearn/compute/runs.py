@@ -7,10 +7,8 @@ lease lapses instead of being held for ever.
 
 from __future__ import annotations
 
-import os
-import socket
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 
@@ -18,18 +16,11 @@ from elearn.compute.dbmodels import SqlGangRestart, SqlGangRun
 from elearn.compute.gang import GangSpec
 from elearn.db import session_scope
 from elearn.errors import NotFound
+from elearn.leases import now, owner_id
 
 LEASE_S = 120.0
 ACTIVE = ("RUNNING",)
 ENDED = ("SUCCEEDED", "FAILED", "TIMEOUT", "STOPPED")
-
-
-def now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def owner_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 @dataclass(frozen=True)
@@ -112,24 +103,6 @@ def list_runs(limit: int = 100, gang: str | None = None) -> list[GangRun]:
         if gang:
             q = q.where(SqlGangRun.gang == gang)
         return [_entity(r) for r in s.scalars(q).all()]
-
-
-def owner_alive(owner: str, lease_expires_at: datetime) -> bool:
-    """Whether the process holding a run may still be alive: its lease is fresh and, when it
-    ran on this host, its pid still exists (a crash on this host is seen at once, not after
-    the lease)."""
-    expires = lease_expires_at if lease_expires_at.tzinfo else lease_expires_at.replace(tzinfo=timezone.utc)
-    if expires < now():
-        return False
-    host, _, pid = owner.rpartition(":")
-    if host == socket.gethostname() and pid.isdigit():
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-    return True
 
 
 def renew_lease(run_id: int) -> None:

@@ -51,3 +51,42 @@ class AbstractRegistryStore(ABC):
     @abstractmethod
     def set_bento_tag(self, model_name: str, version: int, bento_tag: str) -> ModelVersion:
         """Record the Bento built for a version."""
+
+    # ---- saving, tags, aliases
+    @abstractmethod
+    def save_version(self, model_name: str, version: int, *, by: str, reason: str = "") -> ModelVersion:
+        """Pin a READY version: garbage collection and delete never touch it until ``unsave``.
+        ``Conflict`` for a version that is not READY."""
+
+    @abstractmethod
+    def unsave_version(self, model_name: str, version: int, *, by: str) -> ModelVersion:
+        """Remove the pin (the version may then be collected once it is old and un-aliased)."""
+
+    @abstractmethod
+    def set_tag(self, model_name: str, version: int, key: str, value: str) -> ModelVersion:
+        """Set (or replace) one tag of a version."""
+
+    @abstractmethod
+    def remove_alias(self, model_name: str, alias: str, *, changed_by: str = "") -> AliasChange:
+        """Remove an alias (recorded in its history); ``NotFound`` if it is not set."""
+
+    @abstractmethod
+    def rollback_alias(self, model_name: str, alias: str = "production", *, changed_by: str = "") -> AliasChange:
+        """Point ``alias`` back at the version it pointed to before its last change.
+        ``Conflict`` when there is none or it is no longer READY."""
+
+    # ---- the end of a version's artifacts
+    @abstractmethod
+    def claim_for_removal(self, model_name: str, version: int, status: str) -> ModelVersion:
+        """Mark a version COLLECTED or DELETED *before* its artifacts are removed, in one
+        transaction that checks it is neither saved nor aliased (so a concurrent save or alias
+        either happens first and wins, or fails). ``Conflict`` naming the pin otherwise."""
+
+    @abstractmethod
+    def renew_lease(self, model_name: str, version: int) -> None:
+        """The PENDING version's writer is alive: extend its lease."""
+
+    @abstractmethod
+    def fail_abandoned(self) -> list[ModelVersion]:
+        """Mark FAILED every PENDING version whose writer's lease has lapsed (or whose writer
+        process on this host is gone); never one whose writer is alive."""

@@ -46,15 +46,19 @@ class SqlModelVersion(Base):
     saved_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    owner: Mapped[str | None] = mapped_column(String(128), nullable=True)  # the writer while PENDING
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    collected_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
-    def to_entity(self, aliases: list[str] | None = None) -> ModelVersion:
+    def to_entity(self, aliases: list[str] | None = None, tags: dict | None = None) -> ModelVersion:
         return ModelVersion(
             model_name=self.model_name, version=self.version, status=self.status,
             status_message=self.status_message, artifact_uri=self.artifact_uri, files=dict(self.files or {}),
             metrics=dict(self.metrics or {}), params=dict(self.params or {}), lineage=dict(self.lineage or {}),
             dag_run_id=self.dag_run_id, bento_tag=self.bento_tag, saved=self.saved, saved_by=self.saved_by,
             saved_at=self.saved_at, saved_reason=self.saved_reason, created_at=self.created_at,
-            aliases=sorted(aliases or []),
+            aliases=sorted(aliases or []), tags=dict(tags or {}), owner=self.owner,
+            lease_expires_at=self.lease_expires_at, collected_at=self.collected_at,
         )
 
 
@@ -80,3 +84,11 @@ class SqlAliasHistory(Base):
         return AliasChange(model_name=self.model_name, alias=self.alias, version=self.version,
                            previous_version=self.previous_version, changed_by=self.changed_by,
                            changed_at=self.changed_at)
+
+
+class SqlModelVersionTag(Base):
+    __tablename__ = "model_version_tags"
+    model_name: Mapped[str] = mapped_column(String(256), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)

@@ -8,9 +8,11 @@ from enum import Enum
 
 
 class VersionStatus(str, Enum):
-    PENDING = "PENDING"
-    READY = "READY"
-    FAILED = "FAILED"
+    PENDING = "PENDING"      # its writer is copying artifacts (holding a lease)
+    READY = "READY"          # every artifact in place and checksummed
+    FAILED = "FAILED"        # publishing failed, or its writer died; artifacts may be partial
+    COLLECTED = "COLLECTED"  # artifacts deleted by garbage collection (never a saved or aliased version)
+    DELETED = "DELETED"      # artifacts deleted on request (never a saved or aliased version)
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,10 @@ class ModelVersion:
     saved_reason: str | None
     created_at: datetime
     aliases: list[str] = field(default_factory=list)
+    tags: dict = field(default_factory=dict)
+    owner: str | None = None
+    lease_expires_at: datetime | None = None
+    collected_at: datetime | None = None
 
 
 @dataclass(frozen=True)

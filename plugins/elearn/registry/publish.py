@@ -31,6 +31,7 @@ def publish_version(store: SqlAlchemyRegistryStore, objects: ObjectStore, model_
             data = objects.get_bytes(key)
             objects.put_bytes(data, f"{target}/{rel}")
             files[rel] = {"sha256": objects.sha256(f"{target}/{rel}"), "size": len(data)}
+            store.renew_lease(model_name, version.version)  # still alive: nobody may fail this version
         ready = store.finish_version(model_name, version.version, artifact_uri=objects.uri(target), files=files)
         log.info("registered %s v%d (%d files) at %s", model_name, ready.version, len(files), ready.artifact_uri)
         return ready

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import time
+from datetime import timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
@@ -11,10 +13,22 @@ from sqlalchemy.exc import IntegrityError
 from elearn.db import get_engine, session_scope
 from elearn.errors import Conflict, InvalidInput, NotFound
 from elearn.registry.abstract_store import AbstractRegistryStore
-from elearn.registry.dbmodels import SqlAliasHistory, SqlModelAlias, SqlModelVersion, SqlRegisteredModel
-from elearn.registry.entities import VersionStatus
+from elearn.leases import now, owner_alive, owner_id
+from elearn.registry.dbmodels import (SqlAliasHistory, SqlModelAlias, SqlModelVersion, SqlModelVersionTag,
+                                      SqlRegisteredModel)
+from elearn.registry.entities import ModelVersion, VersionStatus
 
 VERSION_RETRIES = 10
+WRITER_LEASE_S = 300.0  # a writer renews it while copying; after that a PENDING version may be failed
+MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+ALIAS_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+TAG_KEY_RE = re.compile(r"^[A-Za-z0-9_./-]{1,128}$")
+
+
+def validate_model_name(name: str) -> None:
+    if not MODEL_NAME_RE.match(name or "") or ".." in name:
+        raise InvalidInput(f"model name {name!r} must be 1-128 letters, digits, '_', '.' or '-' "
+                           f"(starting with a letter or digit, no '..')")
 
 
 class SqlAlchemyRegistryStore(AbstractRegistryStore):
@@ -26,6 +40,11 @@ class SqlAlchemyRegistryStore(AbstractRegistryStore):
             SqlModelAlias.model_name == model_name, SqlModelAlias.version == version))
         return list(rows)
 
+    def _entity(self, session, row: SqlModelVersion) -> ModelVersion:
+        tags = dict(session.execute(select(SqlModelVersionTag.key, SqlModelVersionTag.value).where(
+            SqlModelVersionTag.model_name == row.model_name, SqlModelVersionTag.version == row.version)).all())
+        return row.to_entity(self._aliases(session, row.model_name, row.version), tags)
+
     def _row(self, session, model_name: str, version: int) -> SqlModelVersion:
         row = session.scalar(select(SqlModelVersion).where(
             SqlModelVersion.model_name == model_name, SqlModelVersion.version == version))
@@ -34,8 +53,7 @@ class SqlAlchemyRegistryStore(AbstractRegistryStore):
         return row
 
     def create_version(self, model_name, *, params, metrics, lineage, dag_run_id):
-        if not model_name or "/" in model_name:
-            raise InvalidInput(f"model name {model_name!r} must be non-empty and contain no '/'")
+        validate_model_name(model_name)
         for attempt in range(VERSION_RETRIES):
             try:
                 with session_scope(self.engine) as s:
@@ -46,7 +64,8 @@ class SqlAlchemyRegistryStore(AbstractRegistryStore):
                                       .where(SqlModelVersion.model_name == model_name)) or 0
                     row = SqlModelVersion(model_name=model_name, version=latest + 1,
                                           status=VersionStatus.PENDING.value, params=params, metrics=metrics,
-                                          lineage=lineage, dag_run_id=dag_run_id, files={})
+                                          lineage=lineage, dag_run_id=dag_run_id, files={}, owner=owner_id(),
+                                          lease_expires_at=now() + timedelta(seconds=WRITER_LEASE_S))
                     s.add(row)
                     s.flush()
                     return row.to_entity()
@@ -61,21 +80,22 @@ class SqlAlchemyRegistryStore(AbstractRegistryStore):
             if row.status != VersionStatus.PENDING.value:
                 raise Conflict(f"{model_name} v{version} is {row.status}, not PENDING; it cannot be finished")
             row.status, row.artifact_uri, row.files = VersionStatus.READY.value, artifact_uri, files
+            row.lease_expires_at = None
             s.flush()
-            return row.to_entity(self._aliases(s, model_name, version))
+            return self._entity(s, row)
 
     def fail_version(self, model_name, version, message):
         with session_scope(self.engine) as s:
             row = self._row(s, model_name, version)
             if row.status != VersionStatus.PENDING.value:
                 raise Conflict(f"{model_name} v{version} is {row.status}, not PENDING; it cannot be failed")
-            row.status, row.status_message = VersionStatus.FAILED.value, message
+            row.status, row.status_message, row.lease_expires_at = VersionStatus.FAILED.value, message, None
             s.flush()
-            return row.to_entity(self._aliases(s, model_name, version))
+            return self._entity(s, row)
 
     def get_version(self, model_name, version):
         with session_scope(self.engine) as s:
-            return self._row(s, model_name, version).to_entity(self._aliases(s, model_name, version))
+            return self._entity(s, self._row(s, model_name, version))
 
     def list_versions(self, model_name=None, *, dag_run_id=None):
         with session_scope(self.engine) as s:
@@ -84,11 +104,11 @@ class SqlAlchemyRegistryStore(AbstractRegistryStore):
                 query = query.where(SqlModelVersion.model_name == model_name)
             if dag_run_id is not None:
                 query = query.where(SqlModelVersion.dag_run_id == dag_run_id)
-            return [r.to_entity(self._aliases(s, r.model_name, r.version)) for r in s.scalars(query)]
+            return [self._entity(s, r) for r in s.scalars(query)]
 
     def set_alias(self, model_name, alias, version, *, changed_by=""):
-        if not alias or not alias.replace("-", "").replace("_", "").isalnum():
-            raise InvalidInput(f"alias {alias!r} must be letters, digits, '-' or '_'")
+        if not ALIAS_RE.match(alias or ""):
+            raise InvalidInput(f"alias {alias!r} must be 1-64 letters, digits, '-' or '_'")
         with session_scope(self.engine) as s:
             row = self._row(s, model_name, version)
             if row.status != VersionStatus.READY.value:
@@ -110,8 +130,7 @@ class SqlAlchemyRegistryStore(AbstractRegistryStore):
             current = s.get(SqlModelAlias, (model_name, alias))
             if current is None:
                 raise NotFound(f"model {model_name!r} has no alias {alias!r}")
-            return self._row(s, model_name, current.version).to_entity(
-                self._aliases(s, model_name, current.version))
+            return self._entity(s, self._row(s, model_name, current.version))
 
     def alias_history(self, model_name, alias=None):
         with session_scope(self.engine) as s:
@@ -125,4 +144,98 @@ class SqlAlchemyRegistryStore(AbstractRegistryStore):
             row = self._row(s, model_name, version)
             row.bento_tag = bento_tag
             s.flush()
-            return row.to_entity(self._aliases(s, model_name, version))
+            return self._entity(s, row)
+
+    # ---------------------------------------------------------------- saving, tags, aliases
+    def save_version(self, model_name, version, *, by, reason=""):
+        with session_scope(self.engine) as s:
+            row = self._row(s, model_name, version)
+            if row.status != VersionStatus.READY.value:
+                raise Conflict(f"{model_name} v{version} is {row.status}; only a READY version can be saved")
+            if not row.saved:
+                row.saved, row.saved_by, row.saved_at, row.saved_reason = True, by, now(), reason
+            s.flush()
+            return self._entity(s, row)
+
+    def unsave_version(self, model_name, version, *, by):
+        with session_scope(self.engine) as s:
+            row = self._row(s, model_name, version)
+            if row.saved:
+                row.saved, row.saved_reason = False, f"unsaved by {by} (saved by {row.saved_by}: {row.saved_reason})"
+                row.saved_by, row.saved_at = by, now()
+            s.flush()
+            return self._entity(s, row)
+
+    def set_tag(self, model_name, version, key, value):
+        if not TAG_KEY_RE.match(key or ""):
+            raise InvalidInput(f"tag key {key!r} must be 1-128 letters, digits, '.', '-', '_' or '/'")
+        with session_scope(self.engine) as s:
+            row = self._row(s, model_name, version)
+            tag = s.get(SqlModelVersionTag, (model_name, version, key))
+            if tag:
+                tag.value = str(value)
+            else:
+                s.add(SqlModelVersionTag(model_name=model_name, version=version, key=key, value=str(value)))
+            s.flush()
+            return self._entity(s, row)
+
+    def remove_alias(self, model_name, alias, *, changed_by=""):
+        with session_scope(self.engine) as s:
+            current = s.get(SqlModelAlias, (model_name, alias))
+            if current is None:
+                raise NotFound(f"model {model_name!r} has no alias {alias!r}")
+            change = SqlAliasHistory(model_name=model_name, alias=alias, version=None,
+                                     previous_version=current.version, changed_by=changed_by)
+            s.delete(current)
+            s.add(change)
+            s.flush()
+            return change.to_entity()
+
+    def rollback_alias(self, model_name, alias="production", *, changed_by=""):
+        with session_scope(self.engine) as s:
+            last = s.scalar(select(SqlAliasHistory).where(SqlAliasHistory.model_name == model_name,
+                                                          SqlAliasHistory.alias == alias)
+                            .order_by(SqlAliasHistory.id.desc()).limit(1))
+            if last is None:
+                raise NotFound(f"model {model_name!r} has no alias {alias!r} to roll back")
+            if last.previous_version is None:
+                raise Conflict(f"alias {alias!r} of {model_name!r} has no earlier version to roll back to")
+            target = last.previous_version
+        return self.set_alias(model_name, alias, target, changed_by=changed_by or "rollback")
+
+    # ---------------------------------------------------------------- the end of a version's artifacts
+    def claim_for_removal(self, model_name, version, status):
+        if status not in (VersionStatus.COLLECTED.value, VersionStatus.DELETED.value):
+            raise InvalidInput(f"a version is removed as COLLECTED or DELETED, not {status!r}")
+        with session_scope(self.engine) as s:
+            row = self._row(s, model_name, version)
+            if row.saved:
+                raise Conflict(f"{model_name} v{version} is saved (by {row.saved_by}: {row.saved_reason or 'no reason'})"
+                               f"; unsave it first")
+            aliases = self._aliases(s, model_name, version)
+            if aliases:
+                raise Conflict(f"{model_name} v{version} is aliased ({', '.join(sorted(aliases))}); "
+                               f"move the alias to another version first")
+            if row.status == VersionStatus.PENDING.value:
+                raise Conflict(f"{model_name} v{version} is still being written; it cannot be removed")
+            row.status, row.collected_at = status, now()
+            s.flush()
+            return self._entity(s, row)
+
+    def renew_lease(self, model_name, version):
+        with session_scope(self.engine) as s:
+            row = self._row(s, model_name, version)
+            if row.status == VersionStatus.PENDING.value:
+                row.lease_expires_at = now() + timedelta(seconds=WRITER_LEASE_S)
+
+    def fail_abandoned(self):
+        failed = []
+        with session_scope(self.engine) as s:
+            for row in s.scalars(select(SqlModelVersion).where(SqlModelVersion.status == VersionStatus.PENDING.value)):
+                if not owner_alive(row.owner, row.lease_expires_at):
+                    row.status, row.lease_expires_at = VersionStatus.FAILED.value, None
+                    row.status_message = (f"its writer {row.owner or '(unknown)'} stopped before the version was "
+                                          f"complete; partial artifacts are left to garbage collection")
+                    failed.append(row)
+            s.flush()
+            return [self._entity(s, r) for r in failed]

@@ -223,7 +223,7 @@ def _suggest(config: StudyConfig, rows: list[SqlTrial], numbers: list[int]) -> l
 def _stale(s, row: SqlTrial, dag_run_id: str | None) -> bool:
     """A trial handed out before whose work is gone: re-launch it (same parameters)."""
     from elearn.compute.dbmodels import SqlGangRun
-    from elearn.compute.runs import owner_alive
+    from elearn.leases import owner_alive
 
     if row.state == "PENDING":
         return row.dag_run_id != dag_run_id  # another (dead) DAG run asked for it and never ran it

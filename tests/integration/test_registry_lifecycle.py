@@ -1,0 +1,196 @@
+"""Save = pin: GC, delete, verify, rollback, crash safety, and the invariant under random sequences."""
+
+import os
+import subprocess
+import sys
+from datetime import timedelta
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
+
+from elearn.errors import Conflict, InvalidInput, NotFound
+from elearn.registry import SqlAlchemyRegistryStore, publish_version
+from elearn.registry.gc import collect_garbage, remove_artifacts, verify_pinned, verify_version
+
+
+@pytest.fixture
+def registry(elearn_home):
+    from elearn.objectstore import default_store
+
+    return SqlAlchemyRegistryStore(), default_store()
+
+
+def publish(registry, name="m", payload=b"weights", run="r"):
+    store, objects = registry
+    src = f"runs/{name}/{run}/model"
+    objects.put_bytes(payload, f"{src}/model.keras")
+    objects.put_bytes(b'{"auc": 0.7}', f"{src}/metrics.json")
+    return publish_version(store, objects, name, src, params={}, metrics={"auc": 0.7}, lineage={}, dag_run_id=run)
+
+
+def test_a_saved_or_aliased_version_cannot_be_deleted_until_unpinned(registry):
+    store, objects = registry
+    v1, v2 = publish(registry), publish(registry, run="r2")
+    store.save_version("m", 1, by="ana", reason="paper baseline")
+    store.set_alias("m", "production", 2, changed_by="ci")
+    with pytest.raises(Conflict, match=r"m v1 is saved \(by ana: paper baseline\); unsave it first"):
+        remove_artifacts(store, objects, store.get_version("m", 1), "DELETED")
+    with pytest.raises(Conflict, match=r"m v2 is aliased \(production\); move the alias"):
+        remove_artifacts(store, objects, store.get_version("m", 2), "DELETED")
+    assert verify_version(store, objects, "m", 1).healthy and verify_version(store, objects, "m", 2).healthy
+    store.unsave_version("m", 1, by="ana")
+    remove_artifacts(store, objects, store.get_version("m", 1), "DELETED")
+    gone = store.get_version("m", 1)
+    assert gone.status == "DELETED" and objects.list("models/m/v1") == []
+    assert objects.list("models/m/v2")  # the other version's files are untouched
+    with pytest.raises(Conflict, match="m v1 is DELETED; only a READY version can get an alias"):
+        store.set_alias("m", "production", 1)
+    with pytest.raises(Conflict, match="m v1 is DELETED; only a READY version can be saved"):
+        store.save_version("m", 1, by="ana")
+
+
+def test_gc_collects_only_old_unpinned_versions_and_verify_finds_damage(registry):
+    store, objects = registry
+    for run in ("a", "b", "c", "d"):
+        publish(registry, run=run, payload=run.encode() * 1000)
+    store.save_version("m", 1, by="ana")
+    store.set_alias("m", "candidate", 2)
+    assert collect_garbage(store, objects, ttl=timedelta(days=1)).collected == []  # all too young
+    report = collect_garbage(store, objects, ttl=timedelta(0))
+    assert report.collected == ["m v4", "m v3"] and report.kept_saved == ["m v1"] and report.kept_aliased == ["m v2"]
+    assert report.bytes_freed == 2 * (1000 + len(b"{\"auc\": 0.7}"))
+    assert [store.get_version("m", v).status for v in (1, 2, 3, 4)] == ["READY", "READY", "COLLECTED", "COLLECTED"]
+    assert all(r.healthy for r in verify_pinned(store, objects))
+    objects.put_bytes(b"tampered", "models/m/v1/model.keras")
+    objects.delete("models/m/v2/metrics.json")
+    bad = {(r.model_name, r.version): r for r in verify_pinned(store, objects)}
+    assert bad[("m", 1)].corrupt[0].startswith("model.keras: expected sha256") and not bad[("m", 1)].healthy
+    assert bad[("m", 2)].missing == ["metrics.json"]
+
+
+def test_rollback_moves_production_back_and_keeps_the_history(registry):
+    store, _ = registry
+    for run in ("a", "b", "c"):
+        publish(registry, run=run)
+    store.set_alias("m", "production", 1, changed_by="ana")
+    with pytest.raises(Conflict, match="alias 'production' of 'm' has no earlier version to roll back to"):
+        store.rollback_alias("m", "production")
+    store.set_alias("m", "production", 3, changed_by="ana")
+    change = store.rollback_alias("m", "production", changed_by="oncall")
+    assert (change.version, change.previous_version, change.changed_by) == (1, 3, "oncall")
+    assert store.get_by_alias("m", "production").version == 1
+    assert [(h.version, h.previous_version) for h in store.alias_history("m", "production")] == [
+        (1, None), (3, 1), (1, 3)]
+
+
+def test_bad_input_gets_clear_errors(registry):
+    store, _ = registry
+    store.create_version("m", params={}, metrics={}, lineage={}, dag_run_id=None)
+    store.fail_version("m", 1, "copy failed")
+    with pytest.raises(Conflict, match="m v1 is FAILED; only a READY version can get an alias"):
+        store.set_alias("m", "production", 1)
+    with pytest.raises(NotFound, match="model 'm' has no version 9"):
+        store.get_version("m", 9)
+    with pytest.raises(NotFound, match="model 'nope' has no version 1"):
+        store.save_version("nope", 1, by="x")
+    for bad in ("", "a/b", "../x", "x" * 129, "-x"):
+        with pytest.raises(InvalidInput, match="model name"):
+            store.create_version(bad, params={}, metrics={}, lineage={}, dag_run_id=None)
+    with pytest.raises(InvalidInput, match="alias 'pro duction'"):
+        store.set_alias("m", "pro duction", 1)
+
+
+WRITER = """
+import os, sys, signal
+sys.path.insert(0, "plugins")
+from elearn.objectstore import default_store
+from elearn.registry import SqlAlchemyRegistryStore
+store, objects = SqlAlchemyRegistryStore(), default_store()
+v = store.create_version("m", params={}, metrics={}, lineage={}, dag_run_id=None)
+objects.put_bytes(b"half of the weights", f"models/m/v{v.version}/model.keras")
+os.kill(os.getpid(), signal.SIGKILL)  # killed between writing artifacts and committing
+"""
+
+
+def test_a_killed_writer_leaves_pending_which_cleanup_fails_but_never_a_live_writers(registry):
+    from tests.conftest import REPO
+
+    store, objects = registry
+    done = subprocess.run([sys.executable, "-c", WRITER], cwd=REPO, env=dict(os.environ), timeout=120)
+    assert done.returncode == -9
+    assert store.get_version("m", 1).status == "PENDING"  # never READY without its files
+    live = store.create_version("m", params={}, metrics={}, lineage={}, dag_run_id=None)  # this process: alive
+    failed = store.fail_abandoned()
+    assert [v.version for v in failed] == [1] and "stopped before the version was complete" in failed[0].status_message
+    assert store.get_version("m", live.version).status == "PENDING"
+    report = collect_garbage(store, objects, ttl=timedelta(0))
+    assert "m v1" in report.collected and objects.list("models/m/v1") == []
+
+
+class RegistryMachine(RuleBasedStateMachine):
+    """Random register / save / unsave / alias / GC / delete: saved and aliased versions survive."""
+
+    def __init__(self):
+        super().__init__()
+        from elearn.objectstore import default_store
+
+        self.store, self.objects = SqlAlchemyRegistryStore(), default_store()
+        self.model = f"p{id(self) % 100000}"
+        self.versions: list[int] = []
+
+    @rule(payload=st.binary(min_size=1, max_size=64))
+    def register(self, payload):
+        mv = publish((self.store, self.objects), self.model, payload, run=f"r{len(self.versions)}")
+        self.versions.append(mv.version)
+
+    @precondition(lambda self: self.versions)
+    @rule(data=st.data())
+    def save(self, data):
+        v = data.draw(st.sampled_from(self.versions))
+        try:
+            self.store.save_version(self.model, v, by="prop")
+        except Conflict:
+            assert self.store.get_version(self.model, v).status != "READY"
+
+    @precondition(lambda self: self.versions)
+    @rule(data=st.data())
+    def unsave(self, data):
+        self.store.unsave_version(self.model, data.draw(st.sampled_from(self.versions)), by="prop")
+
+    @precondition(lambda self: self.versions)
+    @rule(data=st.data(), alias=st.sampled_from(["production", "canary"]))
+    def alias(self, data, alias):
+        v = data.draw(st.sampled_from(self.versions))
+        try:
+            self.store.set_alias(self.model, alias, v)
+        except Conflict:
+            assert self.store.get_version(self.model, v).status != "READY"
+
+    @rule()
+    def gc(self):
+        collect_garbage(self.store, self.objects, ttl=timedelta(0))
+
+    @precondition(lambda self: self.versions)
+    @rule(data=st.data())
+    def delete(self, data):
+        v = data.draw(st.sampled_from(self.versions))
+        mv = self.store.get_version(self.model, v)
+        try:
+            remove_artifacts(self.store, self.objects, mv, "DELETED")
+        except Conflict:
+            assert mv.saved or mv.aliases or mv.status not in ("READY", "FAILED")
+
+    @invariant()
+    def pinned_versions_are_whole(self):
+        for mv in self.store.list_versions(self.model):
+            if mv.saved or mv.aliases:
+                assert mv.status == "READY"
+                assert verify_version(self.store, self.objects, self.model, mv.version, check_bento=False).healthy
+
+
+def test_saved_and_aliased_versions_always_verify(elearn_home):
+    run_state_machine_as_test(RegistryMachine, settings=settings(
+        max_examples=30, stateful_step_count=15, deadline=None, database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]))
