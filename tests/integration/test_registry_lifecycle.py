@@ -32,7 +32,7 @@ def publish(registry, name="m", payload=b"weights", run="r"):
 
 def test_a_saved_or_aliased_version_cannot_be_deleted_until_unpinned(registry):
     store, objects = registry
-    v1, v2 = publish(registry), publish(registry, run="r2")
+    publish(registry), publish(registry, run="r2")
     store.save_version("m", 1, by="ana", reason="paper baseline")
     store.set_alias("m", "production", 2, changed_by="ci")
     with pytest.raises(Conflict, match=r"m v1 is saved \(by ana: paper baseline\); unsave it first"):
