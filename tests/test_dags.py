@@ -23,7 +23,8 @@ def test_data_triggered_and_maintenance_dags(elearn_home):
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(REPO / "dags"))
-    assert set(bag.dags) == {"nightly_retraining", "flight_features_check", "datastore_maintenance"}
+    assert set(bag.dags) == {"nightly_retraining", "flight_features_check", "datastore_maintenance",
+                             "registry_maintenance"}
     check = bag.dags["flight_features_check"]
     assert "datastores.flight_features" in repr(check.timetable.asset_condition)
     assert bag.dags["datastore_maintenance"].params["keep_last"] == 5

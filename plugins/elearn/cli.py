@@ -74,6 +74,111 @@ def cmd_model_show(a) -> int:
     return 0
 
 
+def _user() -> str:
+    import getpass
+
+    return getpass.getuser()
+
+
+def cmd_model_save(a) -> int:
+    from elearn.registry import get_store
+
+    mv = get_store().save_version(a.model, a.version, by=a.by or _user(), reason=a.reason)
+    print(f"{mv.model_name} v{mv.version} saved by {mv.saved_by}: garbage collection will never remove it")
+    return 0
+
+
+def cmd_model_unsave(a) -> int:
+    from elearn.registry import get_store
+
+    mv = get_store().unsave_version(a.model, a.version, by=a.by or _user())
+    print(f"{mv.model_name} v{mv.version} is no longer saved"
+          f"{'' if mv.aliases else '; garbage collection may remove it once it is old'}")
+    return 0
+
+
+def cmd_model_promote(a) -> int:
+    from elearn.registry import get_store
+
+    change = get_store().set_alias(a.model, a.alias, a.version, changed_by=a.by or _user())
+    print(f"{a.model}@{a.alias}: v{change.previous_version or '-'} -> v{change.version}")
+    return 0
+
+
+def cmd_model_rollback(a) -> int:
+    from elearn.registry import get_store
+
+    change = get_store().rollback_alias(a.model, a.alias, changed_by=a.by or _user())
+    print(f"{a.model}@{a.alias} rolled back: v{change.previous_version} -> v{change.version}")
+    return 0
+
+
+def cmd_model_delete(a) -> int:
+    from elearn.objectstore import default_store
+    from elearn.registry import get_store
+    from elearn.registry.gc import remove_artifacts
+
+    store = get_store()
+    remove_artifacts(store, default_store(), store.get_version(a.model, a.version), "DELETED")
+    print(f"{a.model} v{a.version}: artifacts deleted (the record and its lineage stay)")
+    return 0
+
+
+def cmd_model_verify(a) -> int:
+    from tqdm import tqdm
+
+    from elearn.objectstore import default_store
+    from elearn.registry import get_store
+    from elearn.registry.gc import verify_version
+
+    store, objects = get_store(), default_store()
+    if a.model and a.version:
+        targets = [store.get_version(a.model, a.version)]
+    else:
+        targets = [v for v in store.list_versions(a.model) if v.saved or v.aliases]
+    total = sum(f["size"] for v in targets for f in v.files.values())
+    reports = []
+    with tqdm(total=total, unit="B", unit_scale=True, desc="verify", disable=a.json or not sys.stderr.isatty(),
+              file=sys.stderr) as bar:
+        for v in targets:
+            reports.append(verify_version(store, objects, v.model_name, v.version,
+                                          on_file=lambda rel, size: bar.update(size)))
+    if a.json:
+        _print_json([r.__dict__ | {"healthy": r.healthy} for r in reports])
+    else:
+        for r in reports:
+            state = "ok" if r.healthy else "DAMAGED"
+            print(f"{r.model_name} v{r.version}: {state} ({len(r.ok)} files, {r.bytes / 1e6:.1f} MB, "
+                  f"{r.seconds:.2f}s)" + "".join(f"\n  missing {m}" for m in r.missing)
+                  + "".join(f"\n  corrupt {c}" for c in r.corrupt)
+                  + (f"\n  {r.bento}" if r.bento not in ("", "ok") else ""))
+    bad = [r for r in reports if not r.healthy]
+    if bad:
+        print(f"elearn: {len(bad)} of {len(reports)} versions are damaged", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_gc(a) -> int:
+    from datetime import timedelta
+
+    from elearn.objectstore import default_store
+    from elearn.registry import get_store
+    from elearn.registry.gc import collect_garbage
+
+    report = collect_garbage(get_store(), default_store(), ttl=timedelta(days=a.ttl_days), dry_run=a.dry_run)
+    if a.json:
+        _print_json(report.__dict__)
+        return 0
+    verb = "would collect" if a.dry_run else "collected"
+    print(f"{verb} {len(report.collected)} versions ({report.bytes_freed / 1e6:.1f} MB freed); kept "
+          f"{len(report.kept_saved)} saved and {len(report.kept_aliased)} aliased; "
+          f"{len(report.failed_abandoned)} abandoned PENDING versions marked FAILED")
+    for name in report.collected:
+        print(f"  {name}")
+    return 0
+
+
 def cmd_datastore_ls(a) -> int:
     from elearn.datastores import open_table
     from elearn.datastores.catalog import list_datastores, table_identifier
@@ -207,6 +312,39 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("model")
     show.add_argument("version", type=int)
     show.set_defaults(func=cmd_model_show)
+    for verb, func, helptext in (("save", cmd_model_save, "pin a version: never garbage-collected"),
+                                 ("unsave", cmd_model_unsave, "remove the pin"),
+                                 ("delete", cmd_model_delete, "delete an unsaved, un-aliased version's artifacts")):
+        p_ = m.add_parser(verb, help=helptext)
+        p_.add_argument("model")
+        p_.add_argument("version", type=int)
+        if verb == "save":
+            p_.add_argument("--reason", default="", help="why it must be kept")
+        if verb != "delete":
+            p_.add_argument("--by", help="who (default: $USER)")
+        p_.set_defaults(func=func)
+    promote = m.add_parser("promote", help="point an alias (default production) at a version")
+    promote.add_argument("model")
+    promote.add_argument("version", type=int)
+    promote.add_argument("--alias", default="production")
+    promote.add_argument("--by")
+    promote.set_defaults(func=cmd_model_promote)
+    rollback = m.add_parser("rollback", help="point an alias back at its previous version")
+    rollback.add_argument("model")
+    rollback.add_argument("--alias", default="production")
+    rollback.add_argument("--by")
+    rollback.set_defaults(func=cmd_model_rollback)
+    verify = m.add_parser("verify", help="recompute checksums (default: every saved or aliased version)")
+    verify.add_argument("model", nargs="?")
+    verify.add_argument("version", nargs="?", type=int)
+    verify.add_argument("--json", action="store_true")
+    verify.set_defaults(func=cmd_model_verify)
+
+    gc = sub.add_parser("gc", help="remove artifacts of old, unsaved, un-aliased model versions")
+    gc.add_argument("--ttl-days", type=float, default=14)
+    gc.add_argument("--dry-run", action="store_true")
+    gc.add_argument("--json", action="store_true")
+    gc.set_defaults(func=cmd_gc)
 
     ds = sub.add_parser("datastore", help="datastores").add_subparsers(dest="sub", required=True)
     dls = ds.add_parser("ls")

@@ -194,3 +194,28 @@ def test_saved_and_aliased_versions_always_verify(elearn_home):
     run_state_machine_as_test(RegistryMachine, settings=settings(
         max_examples=30, stateful_step_count=15, deadline=None, database=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]))
+
+
+def test_cli_save_promote_rollback_verify_gc(registry, capsys):
+    from elearn.cli import main
+
+    store, objects = registry
+    for run in ("a", "b", "c"):
+        publish(registry, run=run)
+    assert main(["model", "save", "m", "1", "--reason", "baseline", "--by", "ana"]) == 0
+    assert capsys.readouterr().out == "m v1 saved by ana: garbage collection will never remove it\n"
+    assert main(["model", "promote", "m", "2", "--by", "ana"]) == 0
+    assert main(["model", "promote", "m", "3", "--by", "ana"]) == 0
+    assert main(["model", "rollback", "m"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "m@production rolled back: v3 -> v2"
+    assert main(["model", "delete", "m", "1"]) == 2
+    assert capsys.readouterr().err == "elearn: m v1 is saved (by ana: baseline); unsave it first\n"
+    assert main(["gc", "--ttl-days", "0"]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == ["  m v3"]
+    assert main(["model", "verify"]) == 0
+    assert capsys.readouterr().out.count(": ok (2 files") == 2
+    objects.put_bytes(b"bitrot", "models/m/v2/model.keras")
+    assert main(["model", "verify"]) == 1
+    captured = capsys.readouterr()
+    assert "m v2: DAMAGED" in captured.out and "corrupt model.keras: expected sha256" in captured.out
+    assert captured.err == "elearn: 1 of 2 versions are damaged\n"
