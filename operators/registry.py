@@ -29,10 +29,21 @@ class RegisterModelOperator(BaseOperator):
         from elearn.registry import get_store, publish_version
 
         store = get_store()
+        datastore, snapshot_id, rows = (self.datastore_snapshot["datastore"], self.datastore_snapshot["snapshot_id"],
+                                        self.datastore_snapshot["rows"])
+        trained_on = (self.training.get("datastores") or {}).get(datastore)
+        if trained_on is not None and int(trained_on) != int(snapshot_id):
+            # e.g. the best trial of a resumed study ran in an earlier DAG run: record what it read
+            from elearn.datastores import open_table
+
+            snapshot_id = int(trained_on)
+            rows = int(open_table(datastore).snapshot_by_id(snapshot_id).summary["total-records"])
+            self.log.info("the model was trained on %s snapshot %s (not %s)", datastore, snapshot_id,
+                          self.datastore_snapshot["snapshot_id"])
         lineage = {
-            "datastore": self.datastore_snapshot["datastore"],
-            "snapshot_id": self.datastore_snapshot["snapshot_id"],
-            "datastore_rows": self.datastore_snapshot["rows"],
+            "datastore": datastore,
+            "snapshot_id": snapshot_id,
+            "datastore_rows": rows,
             "dag_id": self.dag_id, "dag_run_id": context["run_id"], "task_id": self.task_id,
             "code_version": code_version(), "workers": self.training["workers"],
             "gang_seconds": self.training["seconds"], "run_prefix": self.training["run_prefix"],

@@ -189,3 +189,27 @@ def test_corrupt_raw_input_fails_and_loses_nothing_then_second_run_is_version_2(
     for rel, meta in version(1).files.items():
         assert objects.sha256(f"{root}/{rel}") == meta["sha256"]
     assert "landed file://" not in second.output  # the landed raw files were verified and reused
+
+
+def test_each_snapshot_gets_its_own_study_and_gc_removes_an_unpinned_versions_bento(pipeline):
+    from datetime import timedelta
+
+    import bentoml
+
+    from elearn.objectstore import default_store
+    from elearn.registry import get_store
+    from elearn.registry.gc import collect_garbage, verify_version
+    from elearn.tuning import trials_of
+
+    v1, v2 = version(1), version(2)  # the second run above registered v2 on a new snapshot
+    assert v2.lineage["study"] == f"flight_delay-s{v2.lineage['snapshot_id']}" != v1.lineage["study"]
+    assert all(t.result.get("datastores", {}).get("flight_features") == v2.lineage["snapshot_id"]
+               for t in trials_of(v2.lineage["study"]) if t.state == "COMPLETED")
+    store, objects = get_store(), default_store()
+    assert v2.aliases == ["candidate"] and v1.aliases == [] and not v1.saved
+    assert verify_version(store, objects, "flight_delay", 2).bento == "ok"
+    report = collect_garbage(store, objects, ttl=timedelta(0))
+    assert report.collected == ["flight_delay v1"] and report.bentos_deleted == [v1.bento_tag]
+    with pytest.raises(bentoml.exceptions.NotFound):
+        bentoml.get(v1.bento_tag)
+    assert bentoml.get(v2.bento_tag) is not None and verify_version(store, objects, "flight_delay", 2).healthy
