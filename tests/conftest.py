@@ -79,39 +79,18 @@ def s3_home(elearn_home, moto_endpoint, monkeypatch, request):
     return f"s3://{bucket}/elearn"
 
 
-def _as_postgres(cmd: list[str]) -> list[str]:
-    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
-
-
 @pytest.fixture(scope="session")
 def postgres_server():
     """A throwaway PostgreSQL cluster on 127.0.0.1 (Debian's server binaries), for the session."""
-    import glob
-    import shutil
-    import socket
-    import subprocess
-    import tempfile
+    from tests.postgres import postgres_cluster
 
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not found:
-        pytest.fail("PostgreSQL server binaries are missing: `make system-deps` installs Debian's postgresql")
-    bindir = Path(found[-1]).parent
-    root = Path(tempfile.mkdtemp(prefix="elearn-pg-", dir="/tmp"))
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres", "postgres")
-    data = root / "data"
-    subprocess.run(_as_postgres([str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres",
-                                 "--no-sync"]), check=True, capture_output=True)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
-    subprocess.run(_as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "log"),
-                                 "-w", "start"]), check=True, capture_output=True)
-    yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}"
-    subprocess.run(_as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
-                   capture_output=True)
-    shutil.rmtree(root, ignore_errors=True)
+    try:
+        cluster = postgres_cluster()
+        url = cluster.__enter__()
+    except RuntimeError as e:
+        pytest.fail(str(e))
+    yield url
+    cluster.__exit__(None, None, None)
 
 
 @pytest.fixture
@@ -120,15 +99,10 @@ def postgres_url(postgres_server, elearn_home, monkeypatch, request):
     import re
     import uuid
 
-    import psycopg2
+    from tests.postgres import create_database
 
     name = (re.sub(r"[^a-z0-9_]", "_", request.node.name.lower())[:40] + "_" + uuid.uuid4().hex[:6])
-    dsn = postgres_server.replace("postgresql+psycopg2://", "postgresql://") + "/postgres"
-    conn = psycopg2.connect(dsn)
-    conn.autocommit = True
-    conn.cursor().execute(f'CREATE DATABASE "{name}"')
-    conn.close()
-    url = f"{postgres_server}/{name}"
+    url = create_database(postgres_server, name)
     monkeypatch.setenv("AIRFLOW__ELEARN__DATABASE_URL", url)
     return url
 

@@ -104,7 +104,18 @@ class SqlAlchemyRegistryStore(AbstractRegistryStore):
                 query = query.where(SqlModelVersion.model_name == model_name)
             if dag_run_id is not None:
                 query = query.where(SqlModelVersion.dag_run_id == dag_run_id)
-            return [self._entity(s, r) for r in s.scalars(query)]
+            rows = list(s.scalars(query))
+            # aliases and tags of all rows in two queries, not two per row
+            names = {r.model_name for r in rows}
+            aliases: dict[tuple[str, int], list[str]] = {}
+            tags: dict[tuple[str, int], dict] = {}
+            if names:
+                for a in s.scalars(select(SqlModelAlias).where(SqlModelAlias.model_name.in_(names))):
+                    aliases.setdefault((a.model_name, a.version), []).append(a.alias)
+                for t in s.scalars(select(SqlModelVersionTag).where(SqlModelVersionTag.model_name.in_(names))):
+                    tags.setdefault((t.model_name, t.version), {})[t.key] = t.value
+            return [r.to_entity(aliases.get((r.model_name, r.version)), tags.get((r.model_name, r.version)))
+                    for r in rows]
 
     def set_alias(self, model_name, alias, version, *, changed_by=""):
         if not ALIAS_RE.match(alias or ""):
