@@ -163,6 +163,7 @@ class GangTrainingOperator(BaseOperator):
         metrics = default_store().get_json(f"{prefix}/model/metrics.json")
         return {"run_prefix": prefix, "model_prefix": f"{prefix}/model", "workers": runner.spec.workers,
                 "seconds": round(seconds, 3), "metrics": metrics, "args": list(runner.spec.args),
+                "module": runner.spec.module,
                 "gang_run_id": runner.run_id, "restarts": restarts, "datastores": self._datastore_snapshots()}
 
     def _datastore_snapshots(self) -> dict[str, int]:

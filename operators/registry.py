@@ -47,6 +47,7 @@ class RegisterModelOperator(BaseOperator):
             "dag_id": self.dag_id, "dag_run_id": context["run_id"], "task_id": self.task_id,
             "code_version": code_version(), "workers": self.training["workers"],
             "gang_seconds": self.training["seconds"], "run_prefix": self.training["run_prefix"],
+            "module": self.training.get("module"), "training_args": self.training.get("args"),
             "image": None,
         }
         params = dict(self.params_record)

@@ -159,6 +159,22 @@ def cmd_model_verify(a) -> int:
     return 0
 
 
+def cmd_model_reproduce(a) -> int:
+    from elearn.registry.reproduce import reproduce
+
+    result = reproduce(a.model, a.version, force=a.force,
+                       on_line=(lambda line: None) if a.quiet else (lambda line: print(line, flush=True)))
+    if a.json:
+        _print_json(result.__dict__)
+        return 0
+    print(f"{a.model} v{a.version} retrained in {result.seconds:.0f}s (artifacts: {result.run_prefix})"
+          f"{'' if result.code_matches else ' with CHANGED training code (--force)'}")
+    for k, d in result.differences.items():
+        print(f"  {k:<9} original {result.original[k]:.4f}  reproduced {result.reproduced[k]:.4f}  "
+              f"difference {d:+.4f}")
+    return 0
+
+
 def cmd_gc(a) -> int:
     from datetime import timedelta
 
@@ -339,6 +355,14 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("version", nargs="?", type=int)
     verify.add_argument("--json", action="store_true")
     verify.set_defaults(func=cmd_model_verify)
+
+    repro = m.add_parser("reproduce", help="retrain a version on its snapshot, code and parameters; compare")
+    repro.add_argument("model")
+    repro.add_argument("version", type=int)
+    repro.add_argument("--force", action="store_true", help="retrain even if the training code changed since")
+    repro.add_argument("--quiet", action="store_true", help="do not stream the workers' output")
+    repro.add_argument("--json", action="store_true")
+    repro.set_defaults(func=cmd_model_reproduce)
 
     gc = sub.add_parser("gc", help="remove artifacts of old, unsaved, un-aliased model versions")
     gc.add_argument("--ttl-days", type=float, default=14)

@@ -213,3 +213,17 @@ def test_each_snapshot_gets_its_own_study_and_gc_removes_an_unpinned_versions_be
     with pytest.raises(bentoml.exceptions.NotFound):
         bentoml.get(v1.bento_tag)
     assert bentoml.get(v2.bento_tag) is not None and verify_version(store, objects, "flight_delay", 2).healthy
+
+
+def test_reproduce_retrains_a_version_from_its_lineage(pipeline, capsys):
+    from elearn.cli import main
+
+    v2 = version(2)
+    assert v2.lineage["module"] == "training_jobs.train_flights" and "--epochs" in v2.lineage["training_args"]
+    assert main(["model", "reproduce", "flight_delay", "2", "--quiet", "--json"]) == 0
+    import json
+
+    result = json.loads(capsys.readouterr().out)
+    assert result["code_matches"] and set(result["differences"]) == {"auc", "val_auc", "log_loss"}
+    # the same snapshot, arguments and seed: the same model up to the nondeterminism of two workers
+    assert abs(result["differences"]["auc"]) <= 0.01, result

@@ -219,3 +219,18 @@ def test_cli_save_promote_rollback_verify_gc(registry, capsys):
     captured = capsys.readouterr()
     assert "m v2: DAMAGED" in captured.out and "corrupt model.keras: expected sha256" in captured.out
     assert captured.err == "elearn: 1 of 2 versions are damaged\n"
+
+
+def test_reproduce_refuses_changed_training_code_and_incomplete_lineage(registry):
+    from elearn.registry.reproduce import reproduce
+
+    store, _ = registry
+    store.create_version("old", params={}, metrics={}, lineage={}, dag_run_id=None)
+    with pytest.raises(InvalidInput, match="old v1 was registered without module, training_args, datastore"):
+        reproduce("old", 1)
+    lineage = {"module": "training_jobs.train_flights", "training_args": ["--epochs", "1"], "datastore": "d",
+               "snapshot_id": 1, "workers": 2,
+               "code_version": {"training_jobs_sha256": "ab" * 32, "git_commit": "c0ffee" * 6}}
+    store.create_version("m", params={}, metrics={}, lineage=lineage, dag_run_id=None)
+    with pytest.raises(Conflict, match=r"the training code changed since m v1 .* check out commit c0ffeec0ffee first"):
+        reproduce("m", 1)
