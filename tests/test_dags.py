@@ -24,7 +24,7 @@ def test_data_triggered_and_maintenance_dags(elearn_home):
 
     bag = DagBag(dag_folder=str(REPO / "dags"))
     assert set(bag.dags) == {"nightly_retraining", "flight_features_check", "datastore_maintenance",
-                             "registry_maintenance"}
+                             "registry_maintenance", "reproduce_model"}
     check = bag.dags["flight_features_check"]
     assert "datastores.flight_features" in repr(check.timetable.asset_condition)
     assert bag.dags["datastore_maintenance"].params["keep_last"] == 5

@@ -227,3 +227,18 @@ def test_reproduce_retrains_a_version_from_its_lineage(pipeline, capsys):
     assert result["code_matches"] and set(result["differences"]) == {"auc", "val_auc", "log_loss"}
     # the same snapshot, arguments and seed: the same model up to the nondeterminism of two workers
     assert abs(result["differences"]["auc"]) <= 0.01, result
+
+
+def test_reproduce_dag(pipeline):
+    import json
+    import subprocess
+
+    from tests.conftest import VENV_BIN, elearn_env
+
+    home, _ = pipeline
+    done = subprocess.run([str(VENV_BIN / "airflow"), "dags", "test", "reproduce_model", "-c",
+                           json.dumps({"model_name": "flight_delay", "version": 1})],
+                          env=elearn_env(home), capture_output=True, text=True, timeout=900)
+    text = done.stdout + done.stderr
+    assert done.returncode == 0, text[-4000:]
+    assert "auc: original" in text and "difference" in text
