@@ -178,6 +178,13 @@ class ObjectStore:
         infos = fs.get_file_info(selector)
         return sorted(i.path[len(base) + 1 :] for i in infos if i.type == pafs.FileType.File)
 
+    def list_modified(self, prefix: str) -> dict[str, float]:
+        """Key -> last-modified time (epoch seconds) of the files below ``prefix``."""
+        fs, base = self._fs_and_base
+        selector = pafs.FileSelector(f"{base}/{prefix.strip('/')}", recursive=True, allow_not_found=True)
+        return {i.path[len(base) + 1:]: i.mtime.timestamp() for i in fs.get_file_info(selector)
+                if i.type == pafs.FileType.File}
+
     def sha256(self, key: str) -> str:
         fs, base = self._fs_and_base
         digest = hashlib.sha256()

@@ -60,7 +60,8 @@ def test_gc_collects_only_old_unpinned_versions_and_verify_finds_damage(registry
     assert collect_garbage(store, objects, ttl=timedelta(days=1)).collected == []  # all too young
     report = collect_garbage(store, objects, ttl=timedelta(0))
     assert report.collected == ["m v4", "m v3"] and report.kept_saved == ["m v1"] and report.kept_aliased == ["m v2"]
-    assert report.bytes_freed == 2 * (1000 + len(b"{\"auc\": 0.7}"))
+    assert report.run_folders_deleted == ["runs/m/a", "runs/m/b", "runs/m/c", "runs/m/d"]  # the training outputs
+    assert report.bytes_freed == (2 + 4) * (1000 + len(b"{\"auc\": 0.7}"))
     assert [store.get_version("m", v).status for v in (1, 2, 3, 4)] == ["READY", "READY", "COLLECTED", "COLLECTED"]
     assert all(r.healthy for r in verify_pinned(store, objects))
     objects.put_bytes(b"tampered", "models/m/v1/model.keras")
@@ -234,3 +235,21 @@ def test_reproduce_refuses_changed_training_code_and_incomplete_lineage(registry
     store.create_version("m", params={}, metrics={}, lineage=lineage, dag_run_id=None)
     with pytest.raises(Conflict, match=r"the training code changed since m v1 .* check out commit c0ffeec0ffee first"):
         reproduce("m", 1)
+
+
+def test_gc_deletes_old_training_outputs_but_not_registered_artifacts(registry):
+    import time as _time
+
+    store, objects = registry
+    publish(registry, run="old")  # its training output sits under runs/m/old/model
+    objects.put_bytes(b"checkpoint", "runs/tune/run-1/round_0.train/0/try-1/checkpoint/step-1.npz")
+    assert collect_garbage(store, objects, ttl=timedelta(hours=1)).run_folders_deleted == []  # too young
+    _time.sleep(1.1)
+    objects.put_bytes(b"fresh", "runs/tune/run-2/train/try-1/model/metrics.json")
+    report = collect_garbage(store, objects, ttl=timedelta(seconds=1))
+    assert report.run_folders_deleted == ["runs/m/old", "runs/tune/run-1"]
+    assert objects.list("runs/tune/run-2") and objects.list("models/m/v1") == []  # v1 collected: not pinned
+    store2 = publish(registry, run="new")
+    store.save_version("m", store2.version, by="ana")
+    collect_garbage(store, objects, ttl=timedelta(0))
+    assert verify_version(store, objects, "m", store2.version).healthy  # its own copy under models/

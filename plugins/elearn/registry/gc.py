@@ -34,6 +34,7 @@ class GcReport:
     kept_aliased: list[str] = field(default_factory=list)
     failed_abandoned: list[str] = field(default_factory=list)  # PENDING versions whose writer died
     bentos_deleted: list[str] = field(default_factory=list)
+    run_folders_deleted: list[str] = field(default_factory=list)  # old training outputs (trials, checkpoints)
     bytes_freed: int = 0
 
 
@@ -103,7 +104,33 @@ def collect_garbage(store, objects: ObjectStore, ttl: timedelta, dry_run: bool =
         report.collected.append(name)
         if mv.bento_tag:
             report.bentos_deleted.append(mv.bento_tag)
+    folders, freed = collect_run_outputs(objects, ttl, dry_run)
+    report.run_folders_deleted, report.bytes_freed = folders, report.bytes_freed + freed
     return report
+
+
+RUN_OUTPUTS = {"runs": 3, "reproductions": 3}  # top folder -> depth of one run's folder
+
+
+def collect_run_outputs(objects: ObjectStore, ttl: timedelta, dry_run: bool = False) -> tuple[list[str], int]:
+    """Delete training outputs (``runs/<dag>/<dag run>/…``: every trial's model, checkpoints and
+    metrics; ``reproductions/…``) untouched for longer than ``ttl``. Registered versions never
+    live there: their artifacts were copied to ``models/``."""
+    cutoff = (now() - ttl).timestamp()
+    deleted, freed = [], 0
+    for top, depth in RUN_OUTPUTS.items():
+        groups: dict[str, list[tuple[str, float]]] = {}
+        for key, mtime in objects.list_modified(top).items():
+            parts = key.split("/")
+            if len(parts) > depth:
+                groups.setdefault("/".join(parts[:depth]), []).append((key, mtime))
+        for folder, files in sorted(groups.items()):
+            if max(m for _, m in files) < cutoff:
+                freed += sum(objects.size(k) for k, _ in files)
+                if not dry_run:
+                    objects.delete_prefix(folder)
+                deleted.append(folder)
+    return deleted, freed
 
 
 @dataclass
