@@ -1,0 +1,112 @@
+"""Release gates: whether a candidate may be released, and whether a running canary is promoted,
+rolled back, or watched a little longer. Pure functions over numbers; the release operator and
+``elearn release status --evaluate`` feed them what the proxy measured.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from elearn.errors import InvalidInput
+
+
+@dataclass(frozen=True)
+class Gates:
+    """``min_requests`` each version must have served in the window before any decision;
+    the canary's error rate may exceed stable's by at most ``max_error_rate_increase`` (absolute)
+    and its p99 latency may be at most ``max_p99_ratio`` times stable's; with too little traffic
+    by ``deadline_s`` after the start, the canary is rolled back. ``auc_margin``: how much worse
+    than production a candidate's held-out AUC may be before it is not released at all."""
+
+    min_requests: int = 200
+    max_error_rate_increase: float = 0.01
+    max_p99_ratio: float = 1.5
+    window_s: float = 300.0
+    deadline_s: float = 3600.0
+    auc_margin: float = 0.005
+
+    def __post_init__(self):
+        if self.min_requests < 1 or self.window_s <= 0 or self.deadline_s <= 0:
+            raise InvalidInput("gates: min_requests, window_s and deadline_s must be positive")
+        if self.max_p99_ratio < 1 or not 0 <= self.max_error_rate_increase <= 1 or self.auc_margin < 0:
+            raise InvalidInput("gates: max_p99_ratio >= 1, 0 <= max_error_rate_increase <= 1, auc_margin >= 0")
+
+
+@dataclass(frozen=True)
+class VersionStats:
+    """What one version served in the window, measured at the proxy."""
+
+    requests: int
+    errors: int  # 5xx answers (a 4xx is the caller's mistake, not the model's)
+    p99_ms: float
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str  # promote | rollback | wait
+    reason: str
+
+
+def quality_gate(candidate_auc: float, production_auc: float | None, margin: float) -> Decision:
+    """Release the candidate only if its held-out AUC is not worse than production's by more
+    than ``margin`` (on the same snapshot's held-out rows). No production yet: release."""
+    if production_auc is None:
+        return Decision("promote", f"no production version yet; candidate AUC {candidate_auc:.4f}")
+    if candidate_auc + margin < production_auc:
+        return Decision("rollback", f"candidate AUC {candidate_auc:.4f} is worse than production's "
+                                    f"{production_auc:.4f} by more than {margin:g}")
+    return Decision("promote", f"candidate AUC {candidate_auc:.4f} vs production {production_auc:.4f} "
+                               f"(margin {margin:g})")
+
+
+def evaluate(gates: Gates, stable: VersionStats, canary: VersionStats, elapsed_s: float) -> Decision:
+    """One look at a running canary after ``elapsed_s`` seconds."""
+    if canary.requests >= gates.min_requests and canary.error_rate > stable.error_rate + gates.max_error_rate_increase:
+        return Decision("rollback", f"canary error rate {canary.error_rate:.2%} over {canary.requests} requests "
+                                    f"exceeds stable's {stable.error_rate:.2%} + {gates.max_error_rate_increase:.2%}")
+    if canary.requests < gates.min_requests or stable.requests < gates.min_requests:
+        if elapsed_s >= gates.deadline_s:
+            return Decision("rollback", f"deadline passed with too little traffic (canary {canary.requests}, "
+                                        f"stable {stable.requests} requests; {gates.min_requests} needed)")
+        return Decision("wait", f"{canary.requests}/{gates.min_requests} canary and {stable.requests}/"
+                                f"{gates.min_requests} stable requests so far")
+    limit = stable.p99_ms * gates.max_p99_ratio
+    if canary.p99_ms > limit:
+        return Decision("rollback", f"canary p99 {canary.p99_ms:.1f} ms exceeds {gates.max_p99_ratio:g} x stable's "
+                                    f"{stable.p99_ms:.1f} ms")
+    return Decision("promote", f"canary served {canary.requests} requests: error rate {canary.error_rate:.2%} "
+                               f"(stable {stable.error_rate:.2%}), p99 {canary.p99_ms:.1f} ms (stable "
+                               f"{stable.p99_ms:.1f} ms)")
+
+
+# nginx: log_format elearn '$msec $upstream_addr $status $upstream_response_time';
+LOG_LINE = re.compile(r"^(?P<t>\d+\.\d+) (?P<upstream>\S+) (?P<status>\d{3}) (?P<rt>\S+)$")
+
+
+def stats_from_access_log(lines, upstreams: dict[str, int], since: float) -> dict[int, VersionStats]:
+    """Per version (``upstreams``: ``host:port`` -> version) what the proxy saw since ``since``
+    (epoch seconds): requests, 5xx answers, p99 of the upstream response time."""
+    times: dict[int, list[float]] = {v: [] for v in set(upstreams.values())}
+    errors = dict.fromkeys(times, 0)
+    for line in lines:
+        m = LOG_LINE.match(line.strip())
+        if not m or float(m["t"]) < since:
+            continue
+        version = upstreams.get(m["upstream"].split(",")[-1].strip())
+        if version is None:
+            continue
+        rt = m["rt"].split(",")[-1].strip()
+        times[version].append(float(rt) * 1000 if rt not in ("-", "") else math.inf)
+        errors[version] += m["status"].startswith("5")
+    out = {}
+    for version, values in times.items():
+        values.sort()
+        p99 = values[min(len(values) - 1, math.ceil(0.99 * len(values)) - 1)] if values else 0.0
+        out[version] = VersionStats(requests=len(values), errors=errors[version], p99_ms=p99)
+    return out
