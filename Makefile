@@ -23,11 +23,14 @@ help:
 	@echo "make up     - start airflow standalone (UI on http://127.0.0.1:8080) with the elearn DAGs and plugin"
 	@echo "make clean  - delete ELEARN_HOME ($(ELEARN_HOME)): databases, object store, Bentos, Airflow state"
 
-# Java runs Spark; the tests start a throwaway PostgreSQL from Debian's server binaries.
-# Both are installed from Debian when missing (sessions and CI run as root).
+# Java runs Spark; nginx splits traffic between released versions on one machine; the tests
+# start a throwaway PostgreSQL from Debian's server binaries. All are installed from Debian
+# when missing (sessions and CI run as root).
 system-deps:
 	@command -v java >/dev/null || { echo "installing Java (Spark needs it)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless; }
+	@{ command -v nginx || test -x /usr/sbin/nginx; } >/dev/null || { echo "installing nginx (the local canary proxy)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-core; }
 
 system-deps-test: system-deps
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { echo "installing PostgreSQL (the tests start their own)"; \
