@@ -195,6 +195,57 @@ def cmd_gc(a) -> int:
     return 0
 
 
+def _release_line(r) -> str:
+    from elearn.serving.releases import desired_weights
+
+    weights = ", ".join(f"v{v} {w}%" for v, w in desired_weights(r).items())
+    return f"release {r.id} of {r.model}: {r.state}; stable v{r.stable or '-'}, canary v{r.canary}; traffic {weights}"
+
+
+def cmd_release_start(a) -> int:
+    from elearn.serving.releases import reconcile, start_release
+
+    release = start_release(a.model, a.version, weight=a.weight, by=a.by or _user(), force=a.force)
+    proxy = reconcile(release, a.port)
+    print(_release_line(release))
+    print(f"serving through nginx at {proxy.url}")
+    return 0
+
+
+def cmd_release_status(a) -> int:
+    from elearn.serving.releases import current_release, evaluate_release, finish, reconcile
+
+    release = current_release(a.model)
+    print(_release_line(release))
+    if a.evaluate and release.state == "RUNNING":
+        decision = evaluate_release(release, a.port)
+        print(f"gates: {decision.action}: {decision.reason}")
+        if decision.action != "wait":
+            release = finish(release, decision, by="gates")
+            reconcile(release, a.port)
+            print(_release_line(release))
+    return 0
+
+
+def cmd_release_end(a) -> int:
+    from elearn.serving.gates import Decision
+    from elearn.serving.releases import current_release, finish, reconcile
+
+    action = "promote" if a.sub == "promote" else "rollback"
+    release = finish(current_release(a.model), Decision(action, f"by hand ({a.by or _user()})"), by=a.by or _user())
+    reconcile(release, a.port)
+    print(_release_line(release))
+    return 0
+
+
+def cmd_release_down(a) -> int:
+    from elearn.serving.releases import shutdown
+
+    shutdown(a.model, a.port)
+    print(f"stopped the proxy and the Bento daemons of {a.model}")
+    return 0
+
+
 def cmd_datastore_ls(a) -> int:
     from elearn.datastores import open_table
     from elearn.datastores.catalog import list_datastores, table_identifier
@@ -363,6 +414,31 @@ def build_parser() -> argparse.ArgumentParser:
     repro.add_argument("--quiet", action="store_true", help="do not stream the workers' output")
     repro.add_argument("--json", action="store_true")
     repro.set_defaults(func=cmd_model_reproduce)
+
+    rel = sub.add_parser("release", help="gradual releases (canary) on this machine").add_subparsers(
+        dest="sub", required=True)
+    rstart = rel.add_parser("start", help="serve a version beside production with a share of the traffic")
+    rstart.add_argument("model")
+    rstart.add_argument("version", type=int)
+    rstart.add_argument("--weight", type=int, default=10, help="percent of the traffic for the canary")
+    rstart.add_argument("--force", action="store_true", help="release a version that is not saved")
+    rstart.add_argument("--by")
+    rstart.set_defaults(func=cmd_release_start)
+    rstatus = rel.add_parser("status", help="the current release; --evaluate runs the live gates once")
+    rstatus.add_argument("model")
+    rstatus.add_argument("--evaluate", action="store_true")
+    rstatus.set_defaults(func=cmd_release_status)
+    for verb in ("promote", "rollback"):
+        r_ = rel.add_parser(verb, help=f"{verb} the running canary by hand")
+        r_.add_argument("model")
+        r_.add_argument("--by")
+        r_.set_defaults(func=cmd_release_end)
+    rdown = rel.add_parser("down", help="stop the proxy and the model's Bento daemons")
+    rdown.add_argument("model")
+    rdown.set_defaults(func=cmd_release_down)
+    for r_ in (rstart, rstatus, rdown, *[p for p in rel.choices.values() if p.prog.split()[-1] in
+                                          ("promote", "rollback")]):
+        r_.add_argument("--port", type=int, default=8700, help="the proxy's port on 127.0.0.1")
 
     gc = sub.add_parser("gc", help="remove artifacts of old, unsaved, un-aliased model versions")
     gc.add_argument("--ttl-days", type=float, default=14)

@@ -191,6 +191,63 @@ def test_corrupt_raw_input_fails_and_loses_nothing_then_second_run_is_version_2(
     assert "landed file://" not in second.output  # the landed raw files were verified and reused
 
 
+def test_canary_releases_a_broken_one_is_rolled_back_a_good_one_promoted(pipeline):
+    import httpx
+
+    from elearn.compute.local import free_ports
+    from elearn.demo import sample_request
+    from elearn.registry import get_store
+    from elearn.serving.daemons import BentoDaemon
+    from elearn.serving.gates import Gates
+    from elearn.serving.releases import current_release, evaluate_release, finish, reconcile, shutdown, start_release
+
+    port = free_ports(1)[0]
+    gates = Gates(min_requests=20, max_p99_ratio=4.0, deadline_s=600)
+    record = sample_request(version(1).lineage, "11-12")
+    record.pop("actually_delayed")
+
+    def traffic(n):
+        answers = []
+        with httpx.Client(timeout=60) as client:
+            for _ in range(n):
+                r = client.post(f"http://127.0.0.1:{port}/predict", json={"flights": [record]})
+                assert r.status_code == 200, r.text
+                answers.append(r.json()[0]["model_version"])
+        return answers
+
+    try:
+        first = start_release("flight_delay", 1, force=True, gates=gates)  # no production yet: promoted at once
+        assert first.state == "PROMOTED" and get_store().get_by_alias("flight_delay", "production").version == 1
+        reconcile(first, port)
+        assert set(traffic(5)) == {1}
+        good = start_release("flight_delay", 2, weight=50, force=True, gates=gates)
+        reconcile(good, port)
+        served = traffic(60)
+        assert served.count(1) == 30 and served.count(2) == 30  # nginx: exact weighted round robin
+        decision = evaluate_release(current_release("flight_delay"), port)
+        assert decision.action == "promote", decision.reason
+        reconcile(finish(good, decision), port)
+        assert get_store().get_by_alias("flight_delay", "production").version == 2 and set(traffic(10)) == {2}
+        # a broken canary: v1 again, and its server dies after the release started
+        broken = start_release("flight_delay", 1, weight=50, force=True, gates=gates)
+        reconcile(broken, port)
+        import psutil
+
+        server = psutil.Process(BentoDaemon("flight_delay", 1).state()["pid"])
+        for proc in [server, *server.children(recursive=True)]:  # the whole server crashes
+            proc.kill()
+        assert set(traffic(60)) == {2}  # nginx retried the dead canary's share on stable: callers saw no error
+        decision = evaluate_release(current_release("flight_delay"), port)
+        assert decision.action == "rollback" and decision.reason.startswith("canary error rate 100.00%"), decision
+        rolled = finish(broken, decision)
+        reconcile(rolled, port)
+        assert rolled.state == "ROLLED_BACK" and get_store().get_by_alias("flight_delay", "production").version == 2
+        assert [h["event"] for h in rolled.history] == ["started", "rollback"]
+    finally:
+        shutdown("flight_delay", port)
+    assert BentoDaemon("flight_delay", 2).state() is None
+
+
 def test_each_snapshot_gets_its_own_study_and_gc_removes_an_unpinned_versions_bento(pipeline):
     from datetime import timedelta
 

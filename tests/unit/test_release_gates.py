@@ -37,11 +37,13 @@ def test_too_few_canary_requests_are_not_judged_yet():
 def test_access_log_parsing():
     lines = [f"{1000 + i}.000 127.0.0.1:9001 200 0.0{10 + i % 5}" for i in range(100)]
     lines += [f"{1000 + i}.500 127.0.0.1:9002 {500 if i < 3 else 200} 0.030" for i in range(50)]
-    lines += ["999.000 127.0.0.1:9001 200 0.900", "garbage", "1001.000 127.0.0.1:9999 200 0.001",
-              "1002.000 127.0.0.1:9002 502 -"]
+    lines += ["999.000 127.0.0.1:9001 200 0.900 200", "garbage", "1001.000 127.0.0.1:9999 200 0.001 200",
+              "1002.000 127.0.0.1:9002 502 - -",
+              # the canary refused the connection; nginx retried on stable, which answered
+              "1003.000 127.0.0.1:9002, 127.0.0.1:9001 200 0.000, 0.012 502, 200"]
     stats = stats_from_access_log(lines, {"127.0.0.1:9001": 1, "127.0.0.1:9002": 2}, since=1000.0)
-    assert stats[1].requests == 100 and stats[1].errors == 0 and stats[1].p99_ms == pytest.approx(14.0)
-    assert stats[2].requests == 51 and stats[2].errors == 4 and stats[2].p99_ms == float("inf")
+    assert stats[1].requests == 101 and stats[1].errors == 0 and stats[1].p99_ms == pytest.approx(14.0)
+    assert stats[2].requests == 52 and stats[2].errors == 5 and stats[2].p99_ms == float("inf")
 
 
 def test_bad_gates():

@@ -85,25 +85,35 @@ def evaluate(gates: Gates, stable: VersionStats, canary: VersionStats, elapsed_s
                                f"{stable.p99_ms:.1f} ms)")
 
 
-# nginx: log_format elearn '$msec $upstream_addr $status $upstream_response_time';
-LOG_LINE = re.compile(r"^(?P<t>\d+\.\d+) (?P<upstream>\S+) (?P<status>\d{3}) (?P<rt>\S+)$")
+# nginx: log_format elearn '$msec $upstream_addr $status $upstream_response_time $upstream_status';
+# When an upstream fails (refused, reset), nginx tries the next one and lists every attempt,
+# comma-separated, in the upstream fields: each attempt counts for its own version.
+LOG_LINE = re.compile(r"^(?P<t>\d+\.\d+) (?P<upstreams>.+?) (?P<status>\d{3}) (?P<rts>.+?)(?: (?P<ustatus>[-\d, :]+))?$")
+
+
+def _split(field: str) -> list[str]:
+    return [part.strip() for part in re.split(r"[,:]\s+", field)] if field else []
 
 
 def stats_from_access_log(lines, upstreams: dict[str, int], since: float) -> dict[int, VersionStats]:
     """Per version (``upstreams``: ``host:port`` -> version) what the proxy saw since ``since``
-    (epoch seconds): requests, 5xx answers, p99 of the upstream response time."""
+    (epoch seconds): attempts, failed attempts (5xx or no answer), p99 upstream response time."""
     times: dict[int, list[float]] = {v: [] for v in set(upstreams.values())}
     errors = dict.fromkeys(times, 0)
     for line in lines:
         m = LOG_LINE.match(line.strip())
         if not m or float(m["t"]) < since:
             continue
-        version = upstreams.get(m["upstream"].split(",")[-1].strip())
-        if version is None:
-            continue
-        rt = m["rt"].split(",")[-1].strip()
-        times[version].append(float(rt) * 1000 if rt not in ("-", "") else math.inf)
-        errors[version] += m["status"].startswith("5")
+        addrs, rts = _split(m["upstreams"]), _split(m["rts"])
+        statuses = _split(m["ustatus"]) if m["ustatus"] else [m["status"]] * len(addrs)
+        for i, addr in enumerate(addrs):
+            version = upstreams.get(addr)
+            if version is None:
+                continue
+            rt = rts[i] if i < len(rts) else "-"
+            status = statuses[i] if i < len(statuses) else m["status"]
+            times[version].append(float(rt) * 1000 if rt not in ("-", "") else math.inf)
+            errors[version] += status.startswith("5") or status in ("-", "")
     out = {}
     for version, values in times.items():
         values.sort()

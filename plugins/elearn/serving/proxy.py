@@ -18,7 +18,7 @@ from pathlib import Path
 
 from elearn.errors import ConfigError, ElearnError, InvalidInput
 
-LOG_FORMAT = "$msec $upstream_addr $status $upstream_response_time"
+LOG_FORMAT = "$msec $upstream_addr $status $upstream_response_time $upstream_status"
 
 
 def nginx_binary() -> str:
@@ -62,6 +62,9 @@ http {{
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_read_timeout 120s;
+            # a version that refuses or drops the connection: the caller's request goes to the
+            # other one (a prediction is safe to repeat, so POST too); the log keeps both attempts
+            proxy_next_upstream error timeout non_idempotent;
         }}
     }}
 }}

@@ -1,0 +1,188 @@
+"""Releases: the registry's record of what should serve traffic, and the reconciling of it.
+
+A release is the desired state — stable version, canary version, canary weight, gates, state —
+kept in elearn's database. ``reconcile`` makes the world match it on this machine: a
+``bentoml serve`` daemon per version that gets traffic, and the nginx proxy's weights.
+Promotion moves the ``production`` alias and the weights together; a rollback restores both.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+
+from elearn.db import session_scope
+from elearn.errors import Conflict, InvalidInput, NotFound
+from elearn.leases import now
+from elearn.serving.dbmodels import SqlRelease
+from elearn.serving.gates import Decision, Gates, evaluate, stats_from_access_log
+
+PRODUCTION = "production"
+PROXY_PORT = 8700
+
+
+@dataclass(frozen=True)
+class Release:
+    id: int
+    model: str
+    stable: int | None
+    canary: int
+    canary_weight: int
+    gates: Gates
+    state: str  # RUNNING PROMOTED ROLLED_BACK
+    started_at: datetime
+    history: list
+
+
+def _entity(row: SqlRelease) -> Release:
+    return Release(id=row.id, model=row.model, stable=row.stable_version, canary=row.canary_version,
+                   canary_weight=row.canary_weight, gates=Gates(**row.gates), state=row.state,
+                   started_at=row.started_at, history=list(row.history or []))
+
+
+def current_release(model: str) -> Release:
+    with session_scope() as s:
+        row = s.scalar(select(SqlRelease).where(SqlRelease.model == model).order_by(SqlRelease.id.desc()).limit(1))
+        if row is None:
+            raise NotFound(f"model {model!r} has no release; start one with `elearn release start`")
+        return _entity(row)
+
+
+def start_release(model: str, canary: int, *, weight: int = 10, gates: Gates | None = None, by: str = "",
+                  force: bool = False) -> Release:
+    """Release version ``canary`` beside ``production`` with ``weight`` % of the traffic.
+
+    The candidate must be READY with a Bento, and saved unless ``force``; with no production
+    version yet it becomes production at once (state PROMOTED)."""
+    from elearn.registry import get_store
+
+    if not 1 <= weight <= 100:
+        raise InvalidInput(f"canary weight {weight} must be between 1 and 100 (percent)")
+    store = get_store()
+    mv = store.get_version(model, canary)
+    if mv.status != "READY" or not mv.bento_tag:
+        raise Conflict(f"{model} v{canary} is {mv.status}{'' if mv.bento_tag else ' without a Bento'}; "
+                       f"only a READY, packaged version can be released")
+    if not mv.saved and not force:
+        raise Conflict(f"{model} v{canary} is not saved; save it first (elearn model save {model} {canary}) "
+                       f"so the released version can never be collected, or pass --force")
+    try:
+        stable = store.get_by_alias(model, PRODUCTION).version
+    except NotFound:
+        stable = None
+    if stable == canary:
+        raise Conflict(f"{model} v{canary} is already production")
+    with session_scope() as s:
+        running = s.scalar(select(SqlRelease).where(SqlRelease.model == model, SqlRelease.state == "RUNNING"))
+        if running is not None:
+            raise Conflict(f"{model} already has a running release (v{running.canary_version}); promote or roll "
+                           f"it back first")
+        row = SqlRelease(model=model, stable_version=stable, canary_version=canary,
+                         canary_weight=weight if stable else 100, gates=asdict(gates or Gates()),
+                         state="RUNNING", started_at=now(),
+                         history=[{"at": now().isoformat(), "event": "started", "by": by}])
+        s.add(row)
+        s.flush()
+        release = _entity(row)
+    if stable is None:  # nothing to compare with: the first version becomes production
+        return finish(release, Decision("promote", "no production version yet"), by=by)
+    return release
+
+
+def finish(release: Release, decision: Decision, *, by: str = "") -> Release:
+    """Promote (alias and all traffic to the canary) or roll back (all traffic to stable)."""
+    from elearn.registry import get_store
+
+    if decision.action not in ("promote", "rollback"):
+        raise InvalidInput(f"a release ends with promote or rollback, not {decision.action!r}")
+    if decision.action == "promote":
+        get_store().set_alias(release.model, PRODUCTION, release.canary, changed_by=by or "release")
+    with session_scope() as s:
+        row = s.get(SqlRelease, release.id)
+        if row.state != "RUNNING":
+            raise Conflict(f"release {release.id} of {release.model} is already {row.state}")
+        row.state = "PROMOTED" if decision.action == "promote" else "ROLLED_BACK"
+        row.canary_weight = 100 if decision.action == "promote" else 0
+        row.history = [*row.history, {"at": now().isoformat(), "event": decision.action, "reason": decision.reason,
+                                      "by": by}]
+        s.flush()
+        return _entity(row)
+
+
+def desired_weights(release: Release) -> dict[int, int]:
+    """Version -> percent of traffic the release asks for."""
+    if release.stable is None:
+        return {release.canary: 100}
+    return {release.stable: 100 - release.canary_weight, release.canary: release.canary_weight}
+
+
+def reconcile(release: Release, proxy_port: int = PROXY_PORT):
+    """Make this machine match ``release``: daemons for versions with traffic (others stopped),
+    nginx with the weights. Returns the proxy."""
+    from elearn.registry import get_store
+    from elearn.serving.daemons import BentoDaemon, run_dir
+    from elearn.serving.proxy import LocalProxy
+
+    store = get_store()
+    weights = desired_weights(release)
+    backends = {}
+    for version, weight in weights.items():
+        daemon = BentoDaemon(release.model, version)
+        if weight > 0:
+            backends[daemon.start(store.get_version(release.model, version).bento_tag)] = weight
+    proxy = LocalProxy(run_dir() / "proxy", proxy_port)
+    proxy.apply(backends)
+    for version, weight in weights.items():
+        if weight == 0:
+            BentoDaemon(release.model, version).stop()
+    (run_dir() / f"release-{release.model}.json").write_text(json.dumps({"release": release.id,
+                                                                         "weights": weights}))
+    return proxy
+
+
+def evaluate_release(release: Release, proxy_port: int = PROXY_PORT) -> Decision:
+    """One evaluation of the live gates from the proxy's access log (the release's window)."""
+    from elearn.serving.daemons import BentoDaemon, run_dir
+    from elearn.serving.proxy import LocalProxy
+
+    if release.state != "RUNNING":
+        return Decision("wait", f"release {release.id} is {release.state}")
+    proxy = LocalProxy(run_dir() / "proxy", proxy_port)
+    upstreams = {}
+    for version in (release.stable, release.canary):
+        state = BentoDaemon(release.model, version).state()
+        port = state["port"] if state else None
+        if port is None:  # a daemon that died still has its address in the history
+            port = _last_port(release.model, version)
+        if port:
+            upstreams[f"127.0.0.1:{port}"] = version
+    since = max(release.started_at.timestamp(), now().timestamp() - release.gates.window_s)
+    lines = proxy.access_log.read_text().splitlines() if proxy.access_log.exists() else []
+    stats = stats_from_access_log(lines, upstreams, since)
+    from elearn.serving.gates import VersionStats
+
+    empty = VersionStats(0, 0, 0.0)
+    elapsed = now().timestamp() - release.started_at.timestamp()
+    return evaluate(release.gates, stats.get(release.stable, empty), stats.get(release.canary, empty), elapsed)
+
+
+def _last_port(model: str, version: int) -> int | None:
+    from elearn.serving.daemons import run_dir
+
+    try:
+        return json.loads((run_dir() / f"bento-{model}-v{version}.json").read_text())["port"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def shutdown(model: str, proxy_port: int = PROXY_PORT) -> None:
+    """Stop the proxy and every Bento daemon of ``model`` on this machine (the records stay)."""
+    from elearn.serving.daemons import BentoDaemon, run_dir
+    from elearn.serving.proxy import LocalProxy
+
+    LocalProxy(run_dir() / "proxy", proxy_port).stop()
+    for state_file in run_dir().glob(f"bento-{model}-v*.json"):
+        BentoDaemon(model, int(state_file.stem.rsplit("-v", 1)[1])).stop()
