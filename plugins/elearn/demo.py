@@ -149,8 +149,8 @@ def main(conf: dict) -> int:
         states = ", ".join(f"{sum(t.state == st for t in trials)} {st.lower()}"
                            for st in ("COMPLETED", "STOPPED", "FAILED") if any(t.state == st for t in trials))
         print(f"study              {study.name}: {len(trials)} trials ({states}); best trial {mv.lineage['trial']} "
-              f"val AUC {mv.lineage['trial_value']:.4f} with {json.dumps(mv.params.get('learning_rate'))} "
-              f"learning rate, {mv.params.get('hidden_units')} hidden units")
+              f"val AUC {mv.lineage['trial_value']:.4f} (learning rate {float(mv.params['learning_rate']):.4g}, "
+              f"{mv.params.get('hidden_units')} hidden units)")
     print(f"Bento              {mv.bento_tag}")
     print(f"served answer      flight {request['flight_id']} ({request['carrier']}{request['flight']} "
           f"{request['origin']}->{request['dest']} {request['year']}-{request['month']:02d}-{request['day']:02d} "
