@@ -22,6 +22,11 @@ def cmd_demo(a) -> int:
 
 def cmd_serve(a) -> int:
     from elearn.registry import get_store
+
+    if a.version_number is not None:
+        if a.version not in (None, a.version_number) or a.dag_run_id:
+            raise ElearnError("give the version once: `elearn serve 3` or `elearn serve --version 3`")
+        a.version = a.version_number
     from elearn.serving.local_serve import BentoServer
 
     store = get_store()
@@ -361,6 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("serve", help="serve a version's Bento on 127.0.0.1")
+    s.add_argument("version_number", nargs="?", type=int, metavar="VERSION", help="the version (same as --version)")
     s.add_argument("--model", default="flight_delay")
     g = s.add_mutually_exclusive_group()
     g.add_argument("--dag-run-id", help="the version registered by this DAG run")
