@@ -263,7 +263,7 @@ def test_each_snapshot_gets_its_own_study_and_gc_removes_an_unpinned_versions_be
     assert all(t.result.get("datastores", {}).get("flight_features") == v2.lineage["snapshot_id"]
                for t in trials_of(v2.lineage["study"]) if t.state == "COMPLETED")
     store, objects = get_store(), default_store()
-    assert v2.aliases == ["candidate"] and v1.aliases == [] and not v1.saved
+    assert "candidate" in v2.aliases and v1.aliases == [] and not v1.saved  # (v2 may be production too)
     assert verify_version(store, objects, "flight_delay", 2).bento == "ok"
     report = collect_garbage(store, objects, ttl=timedelta(0))
     assert report.collected == ["flight_delay v1"] and report.bentos_deleted == [v1.bento_tag]
