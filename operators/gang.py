@@ -25,6 +25,14 @@ def kubernetes_driver(conn_id: str | None, namespace: str | None = None, backend
     return KubernetesDriver(client, namespace=namespace, backend=backend, image=image)
 
 
+def handed_snapshots(spec, names) -> dict[str, int]:
+    """The snapshot of each input datastore the workers were handed (name -> snapshot id), read
+    from their environment rather than resolved again (a commit in between must not change it)."""
+    from elearn.datastores.reading import from_worker_env
+
+    return {name: from_worker_env(name, spec.env).snapshot_id for name in names}
+
+
 class GangTrainingOperator(BaseOperator):
     """Run ``python -m <module> <args>`` as a gang of ``workers``; return the chief's metrics.
 
@@ -164,14 +172,8 @@ class GangTrainingOperator(BaseOperator):
         return {"run_prefix": prefix, "model_prefix": f"{prefix}/model", "workers": runner.spec.workers,
                 "seconds": round(seconds, 3), "metrics": metrics, "args": list(runner.spec.args),
                 "module": runner.spec.module,
-                "gang_run_id": runner.run_id, "restarts": restarts, "datastores": self._datastore_snapshots()}
-
-    def _datastore_snapshots(self) -> dict[str, int]:
-        """The snapshot of each input datastore the workers were handed (name -> snapshot id)."""
-        from elearn.datastores import resolve
-
-        return {name: resolve(name, int(sid) if sid not in (None, "") else None).snapshot_id
-                for name, sid in self.datastores.items()}
+                "gang_run_id": runner.run_id, "restarts": restarts,
+                "datastores": handed_snapshots(runner.spec, self.datastores)}
 
     def on_kill(self) -> None:
         gang = getattr(self, "_gang", None)

@@ -141,10 +141,10 @@ def open_study(name: str, config: dict) -> str:
 def ask_trials(name: str, round_: int, **context) -> list[dict]:
     from elearn.tuning import ask, get_study
 
-    study = get_study(name)
     trials = ask(name, round_, context["run_id"])
+    study = get_study(name)  # after ask: it may have just stopped
     if not trials:
-        print(f"study {name}: no trials in round {round_} ({get_study(name).stop_reason or 'nothing left'})")
+        print(f"study {name}: no trials in round {round_} ({study.stop_reason or 'nothing left'})")
     return [{"id": t.id, "number": t.number, "study": name, "params": t.params, "metric": study.config.metric}
             for t in trials]
 

@@ -11,9 +11,7 @@ import os
 import socket
 from datetime import datetime, timezone
 
-
-def now() -> datetime:
-    return datetime.now(timezone.utc)
+from elearn.db.base import utcnow as now
 
 
 def owner_id() -> str:

@@ -8,15 +8,14 @@ itself can never fit: ``QuotaExceeded``, with the numbers.
 
 from __future__ import annotations
 
-import zlib
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
 from elearn import config
 from elearn.compute.dbmodels import SqlGangRun
 from elearn.compute.runs import ACTIVE
 from elearn.leases import now, owner_alive
-from elearn.db import session_scope
+from elearn.db import serialize, session_scope
 from elearn.errors import NotFound, QuotaExceeded
 
 RESOURCES = ("gpu", "cpu")
@@ -77,10 +76,8 @@ def admit(run_id: int) -> tuple[bool, str]:
     with session_scope() as s:
         row = _row(s, run_id)
         check_fits_ever(row.team, request_of(row))
-        if s.bind.dialect.name == "postgresql":
-            s.execute(select(func.pg_advisory_xact_lock(zlib.crc32(f"elearn-quota:{row.team}".encode()))))
-        else:  # the write comes first, so SQLite's write lock serialises the check below
-            s.execute(update(SqlGangRun).where(SqlGangRun.id == run_id).values(owner=row.owner))
+        serialize(s, f"elearn-quota:{row.team}",
+                  update(SqlGangRun).where(SqlGangRun.id == run_id).values(owner=row.owner))
         why = _shortfall(s, row)
         if why:
             return False, why

@@ -173,9 +173,10 @@ def worker_env(refs: list[DatastoreRef]) -> dict[str, str]:
             for ref in refs}
 
 
-def from_worker_env(name: str) -> DatastoreRef | None:
-    """The datastore a gang handed this worker under ``ELEARN_DATASTORE_<NAME>``, if any."""
-    raw = os.environ.get(ENV_PREFIX + name.upper())
+def from_worker_env(name: str, env: dict | None = None) -> DatastoreRef | None:
+    """The datastore a gang handed this worker (or the workers of ``env``) under
+    ``ELEARN_DATASTORE_<NAME>``, if any."""
+    raw = (os.environ if env is None else env).get(ENV_PREFIX + name.upper())
     if not raw:
         return None
     data = json.loads(raw)

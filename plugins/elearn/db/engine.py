@@ -111,6 +111,20 @@ def upgrade(engine: Engine) -> None:
         SqlCatalogBaseTable.metadata.create_all(conn)
 
 
+def serialize(session: Session, name: str, sqlite_write) -> None:
+    """Hold the lock ``name`` until ``session``'s transaction ends, so read-check-write steps of
+    several processes run one at a time: a PostgreSQL advisory transaction lock; on SQLite,
+    ``sqlite_write`` (any harmless write, issued first) takes the database's write lock."""
+    import zlib
+
+    from sqlalchemy import func, select
+
+    if session.bind.dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(zlib.crc32(name.encode()))))
+    else:
+        session.execute(sqlite_write)
+
+
 @contextlib.contextmanager
 def session_scope(engine: Engine | None = None):
     """A session that commits on success and rolls back on error."""

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 
 from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from elearn.db.base import Base
+from elearn.db.base import Base, utcnow
 from elearn.registry.entities import AliasChange, ModelVersion, RegisteredModel
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class SqlRegisteredModel(Base):

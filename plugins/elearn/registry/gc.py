@@ -38,14 +38,21 @@ class GcReport:
     bytes_freed: int = 0
 
 
-def delete_bento(tag: str) -> bool:
-    """Delete a Bento and its BentoML model from the local stores (BENTOML_HOME); False if absent."""
+def _bentoml():
+    """The bentoml module, on elearn's Bento store (imported only when a Bento is involved)."""
     import os
 
     from elearn import config
 
     os.environ.setdefault("BENTOML_HOME", str(config.load().bentoml_home))
     import bentoml
+
+    return bentoml
+
+
+def delete_bento(tag: str) -> bool:
+    """Delete a Bento and its BentoML model from the local stores (BENTOML_HOME); False if absent."""
+    bentoml = _bentoml()
 
     deleted = False
     try:
@@ -182,12 +189,7 @@ def verify_version(store, objects: ObjectStore, model_name: str, version: int, c
 
 
 def _bento_state(tag: str) -> str:
-    import os
-
-    from elearn import config
-
-    os.environ.setdefault("BENTOML_HOME", str(config.load().bentoml_home))
-    import bentoml
+    bentoml = _bentoml()
 
     try:
         bento = bentoml.get(tag)

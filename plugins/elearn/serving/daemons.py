@@ -54,12 +54,20 @@ class BentoDaemon:
         self.model, self.version = model, version
         self.state_file = run_dir() / f"bento-{model}-v{version}.json"
 
-    def state(self) -> dict | None:
+    def recorded(self) -> dict | None:
+        """What was started last (pid, port, bento), alive or not."""
         try:
-            state = json.loads(self.state_file.read_text())
+            return json.loads(self.state_file.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def state(self) -> dict | None:
+        """``recorded()`` while its process is alive, else None."""
+        state = self.recorded()
+        try:
             os.kill(state["pid"], 0)
             return state
-        except (OSError, ValueError, KeyError):
+        except (OSError, TypeError, KeyError):
             return None
 
     @property

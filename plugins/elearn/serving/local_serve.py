@@ -6,7 +6,6 @@ error, on Ctrl-C or SIGTERM) stops the whole group, so no process keeps holding 
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import httpx
 
 from elearn.compute.local import free_ports
 from elearn.errors import ElearnError
+from elearn.serving.daemons import kill_tree
 from elearn.serving.package import bento_env
 
 
@@ -85,34 +85,13 @@ class BentoServer:
             return []
 
     def stop(self) -> None:
-        import psutil
-
-        proc = self.proc
-        if proc is None:
+        if self.proc is None:
             return
-        tree = self.processes()
-        for sig, wait_s in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
-            if proc.poll() is not None:
-                break
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                proc.wait(timeout=wait_s)
-            except subprocess.TimeoutExpired:
-                continue
-        # anything of the tree still alive (a worker in its own session, say) is killed too
+        kill_tree(self.proc.pid)  # the server and its workers, which live in sessions of their own
         try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
             pass
-        for p in tree:
-            try:
-                p.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(tree, timeout=5)
 
     def __exit__(self, *exc) -> None:
         self.stop()

@@ -18,7 +18,7 @@ from elearn.db import session_scope
 from elearn.errors import Conflict, InvalidInput, NotFound
 from elearn.leases import now
 from elearn.serving.dbmodels import SqlRelease
-from elearn.serving.gates import Decision, Gates, evaluate, stats_from_access_log
+from elearn.serving.gates import Decision, Gates, VersionStats, evaluate, stats_from_access_log
 
 PRODUCTION = "production"
 PROXY_PORT = 8700
@@ -112,6 +112,14 @@ def finish(release: Release, decision: Decision, *, by: str = "") -> Release:
         return _entity(row)
 
 
+def local_proxy(port: int = PROXY_PORT):
+    """This machine's proxy (its files under ``$ELEARN_HOME/run/proxy``)."""
+    from elearn.serving.daemons import run_dir
+    from elearn.serving.proxy import LocalProxy
+
+    return LocalProxy(run_dir() / "proxy", port)
+
+
 def desired_weights(release: Release) -> dict[int, int]:
     """Version -> percent of traffic the release asks for."""
     if release.stable is None:
@@ -124,7 +132,6 @@ def reconcile(release: Release, proxy_port: int = PROXY_PORT):
     nginx with the weights. Returns the proxy."""
     from elearn.registry import get_store
     from elearn.serving.daemons import BentoDaemon, run_dir
-    from elearn.serving.proxy import LocalProxy
 
     store = get_store()
     weights = desired_weights(release)
@@ -133,7 +140,7 @@ def reconcile(release: Release, proxy_port: int = PROXY_PORT):
         daemon = BentoDaemon(release.model, version)
         if weight > 0:
             backends[daemon.start(store.get_version(release.model, version).bento_tag)] = weight
-    proxy = LocalProxy(run_dir() / "proxy", proxy_port)
+    proxy = local_proxy(proxy_port)
     proxy.apply(backends)
     for version, weight in weights.items():
         if weight == 0:
@@ -145,44 +152,26 @@ def reconcile(release: Release, proxy_port: int = PROXY_PORT):
 
 def evaluate_release(release: Release, proxy_port: int = PROXY_PORT) -> Decision:
     """One evaluation of the live gates from the proxy's access log (the release's window)."""
-    from elearn.serving.daemons import BentoDaemon, run_dir
-    from elearn.serving.proxy import LocalProxy
+    from elearn.serving.daemons import BentoDaemon
 
     if release.state != "RUNNING":
         return Decision("wait", f"release {release.id} is {release.state}")
-    proxy = LocalProxy(run_dir() / "proxy", proxy_port)
-    upstreams = {}
-    for version in (release.stable, release.canary):
-        state = BentoDaemon(release.model, version).state()
-        port = state["port"] if state else None
-        if port is None:  # a daemon that died still has its address in the history
-            port = _last_port(release.model, version)
-        if port:
-            upstreams[f"127.0.0.1:{port}"] = version
+    proxy = local_proxy(proxy_port)
+    # the addresses the proxy was given, also of a server that has died since
+    upstreams = {f"127.0.0.1:{recorded['port']}": version for version in (release.stable, release.canary)
+                 if (recorded := BentoDaemon(release.model, version).recorded())}
     since = max(release.started_at.timestamp(), now().timestamp() - release.gates.window_s)
     lines = proxy.access_log.read_text().splitlines() if proxy.access_log.exists() else []
     stats = stats_from_access_log(lines, upstreams, since)
-    from elearn.serving.gates import VersionStats
-
     empty = VersionStats(0, 0, 0.0)
     elapsed = now().timestamp() - release.started_at.timestamp()
     return evaluate(release.gates, stats.get(release.stable, empty), stats.get(release.canary, empty), elapsed)
 
 
-def _last_port(model: str, version: int) -> int | None:
-    from elearn.serving.daemons import run_dir
-
-    try:
-        return json.loads((run_dir() / f"bento-{model}-v{version}.json").read_text())["port"]
-    except (OSError, ValueError, KeyError):
-        return None
-
-
 def shutdown(model: str, proxy_port: int = PROXY_PORT) -> None:
     """Stop the proxy and every Bento daemon of ``model`` on this machine (the records stay)."""
     from elearn.serving.daemons import BentoDaemon, run_dir
-    from elearn.serving.proxy import LocalProxy
 
-    LocalProxy(run_dir() / "proxy", proxy_port).stop()
+    local_proxy(proxy_port).stop()
     for state_file in run_dir().glob(f"bento-{model}-v*.json"):
         BentoDaemon(model, int(state_file.stem.rsplit("-v", 1)[1])).stop()

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 
 from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from elearn.db.base import Base
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+from elearn.db.base import Base, utcnow
 
 
 class SqlStudy(Base):

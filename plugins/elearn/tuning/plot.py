@@ -25,8 +25,7 @@ def convergence_png(name: str) -> bytes:
         if t.value is None:
             left.axvline(t.number, color=COLOURS["FAILED"], alpha=0.3, linewidth=1)
             continue
-        left.scatter([t.number], [t.value], color=COLOURS[t.state], zorder=3,
-                     label=t.state.lower() if t.state not in [c.get_label() for c in left.collections] else None)
+        left.scatter([t.number], [t.value], color=COLOURS[t.state], zorder=3, label=t.state.lower())
         if best is None or config.better(t.value, best):
             best = t.value
         xs.append(t.number)
@@ -37,7 +36,7 @@ def convergence_png(name: str) -> bytes:
     left.set_ylabel(config.metric)
     left.set_title(f"study {name}: {config.algorithm}, {len(trials)} trials")
     handles, labels = left.get_legend_handles_labels()
-    unique = dict(zip(labels, handles))
+    unique = dict(zip(labels, handles))  # one legend entry per state
     if unique:
         left.legend(unique.values(), unique.keys(), loc="best", fontsize=8)
     for number, points in sorted(curves(name).items()):

@@ -17,9 +17,10 @@ from dataclasses import asdict, dataclass, field
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import defer
 
-from elearn.db import session_scope
+from elearn.db import serialize, session_scope
 from elearn.errors import Conflict, InvalidInput, NotFound
-from elearn.tuning.dbmodels import SqlStudy, SqlTrial, SqlTrialMetric, utcnow
+from elearn.db.base import utcnow
+from elearn.tuning.dbmodels import SqlStudy, SqlTrial, SqlTrialMetric
 from elearn.tuning.space import params_from_vals, to_hyperopt, validate_space, vals_from_params
 
 ALGORITHMS = ("tpe", "random")
@@ -122,10 +123,8 @@ def _row(s, name: str, lock: bool = False) -> SqlStudy:
     if row is None:
         raise NotFound(f"study {name!r} does not exist")
     if lock:  # one ask/tell at a time per study
-        if s.bind.dialect.name == "postgresql":
-            s.execute(select(func.pg_advisory_xact_lock(0x7374_0000 + row.id)))
-        else:  # the first write takes SQLite's write lock
-            s.execute(update(SqlStudy).where(SqlStudy.id == row.id).values(updated_at=utcnow()))
+        serialize(s, f"elearn-study:{row.id}",
+                  update(SqlStudy).where(SqlStudy.id == row.id).values(updated_at=utcnow()))
     return row
 
 
