@@ -17,10 +17,12 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from elearn.features.flights import FeatureSpec, Lookups
+from elearn.features.predict import compiled_predictor
 
 
 class Args(BaseModel):
     model_tag: str = "flight_delay:v1"
+    batching: bool = True  # adaptive batching of concurrent requests (``--arg batching=false`` turns it off)
 
 
 args = bentoml.use_arguments(Args)
@@ -82,6 +84,7 @@ class FlightDelay:
 
         folder = Path(self.model_ref.path)
         self.model = keras.models.load_model(folder / "model.keras")
+        self.infer = compiled_predictor(self.model)
         self.spec = FeatureSpec.from_json((folder / "feature_spec.json").read_text())
         self.lookups = Lookups.load(folder)
         labels = self.model_ref.info.labels
@@ -90,10 +93,9 @@ class FlightDelay:
 
     def _predict(self, records: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
         enriched, sources = self.lookups.enrich(records)
-        probs = self.model.predict(self.spec.transform(enriched), batch_size=4096, verbose=0).reshape(-1)
-        return probs.astype("float64"), sources
+        return self.infer(self.spec.transform(enriched)), sources
 
-    @bentoml.api(batchable=True, max_batch_size=1000, max_latency_ms=10_000)
+    @bentoml.api(batchable=args.batching, max_batch_size=1000, max_latency_ms=10_000)
     def predict(self, flights: list[Flight]) -> list[Prediction]:
         """Delay probability for each flight, with the model version that answered."""
         if not flights:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Param, dag, task
 
-from operators import BuildBentoOperator, RegisterDatastoreOperator, RegisterModelOperator, SparkPreprocessOperator
+from operators import (BuildBentoOperator, CanaryReleaseOperator, RegisterDatastoreOperator, RegisterModelOperator,
+                       SparkPreprocessOperator)
 from operators.assets import datastore_asset
 from operators.tuning import tuning_rounds
 
@@ -39,6 +40,10 @@ STUDY = {
         "study_name": Param(None, type=["null", "string"],
                             description="default flight_delay-s<snapshot id>: a study per datastore snapshot; "
                                         "give a name to resume a killed run's study"),
+        "release": Param(False, type="boolean",
+                         description="release the new version as a canary beside production (quality gate, "
+                                     "then live gates on real traffic)"),
+        "canary_weight": Param(10, type="integer", minimum=1, maximum=99),
     },
 )
 def nightly_retraining():
@@ -74,7 +79,16 @@ def nightly_retraining():
         params_record={"train_months": "{{ params.train_months }}", "test_months": "{{ params.test_months }}",
                        "epochs": "{{ params.epochs }}", "workers": "{{ params.workers }}",
                        "sample_fraction": "{{ params.sample_fraction }}"})
-    BuildBentoOperator(task_id="package", model_version=model.output)
+    package = BuildBentoOperator(task_id="package", model_version=model.output)
+
+    @task.short_circuit
+    def release_wanted(params=None):
+        return bool(params["release"])
+
+    # force: the new version is not saved by anyone yet; while released it holds the `candidate`
+    # alias, and once promoted `production`, so garbage collection cannot take it
+    package >> release_wanted() >> CanaryReleaseOperator(task_id="release", model_version=package.output,
+                                                         weight="{{ params.canary_weight }}", force=True)
     land_raw() >> preprocess >> register
 
 

@@ -3,8 +3,8 @@
 from operators.datastore import RegisterDatastoreOperator
 from operators.gang import GangTrainingOperator
 from operators.registry import RegisterModelOperator
-from operators.serving import BuildBentoOperator
+from operators.serving import BuildBentoOperator, CanaryReleaseOperator
 from operators.spark import SparkPreprocessOperator
 
-__all__ = ["BuildBentoOperator", "GangTrainingOperator", "RegisterDatastoreOperator", "RegisterModelOperator",
+__all__ = ["BuildBentoOperator", "CanaryReleaseOperator", "GangTrainingOperator", "RegisterDatastoreOperator", "RegisterModelOperator",
            "SparkPreprocessOperator"]

@@ -13,7 +13,8 @@ def test_dagbag_has_no_import_errors(elearn_home):
         "land_raw", "preprocess", "register_datastore", "open_study",
         "round_0.ask_trials", "round_0.train", "round_0.tell_round",
         "round_1.ask_trials", "round_1.train", "round_1.tell_round",
-        "best_trial_result", "register_model", "package"]  # 4 trials, 2 per round
+        "best_trial_result", "register_model", "package", "release_wanted", "release"]  # 4 trials, 2 per round
+    assert dag.params["release"] is False  # a canary needs real traffic: off unless asked for
     assert dag.params["workers"] == 2 and dag.params["train_months"] == "1-10"
     register = dag.get_task("register_datastore")
     assert [a.name for a in register.outlets] == ["datastores.flight_features"]
@@ -24,7 +25,7 @@ def test_data_triggered_and_maintenance_dags(elearn_home):
 
     bag = DagBag(dag_folder=str(REPO / "dags"))
     assert set(bag.dags) == {"nightly_retraining", "flight_features_check", "datastore_maintenance",
-                             "registry_maintenance", "reproduce_model"}
+                             "registry_maintenance", "reproduce_model", "release_model"}
     check = bag.dags["flight_features_check"]
     assert "datastores.flight_features" in repr(check.timetable.asset_condition)
     assert bag.dags["datastore_maintenance"].params["keep_last"] == 5

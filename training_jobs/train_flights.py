@@ -29,21 +29,13 @@ from elearn.compute.usage import UsageSampler
 from elearn.compute.worker import MetricsLog, StallWatchdog, WorkerContext
 from elearn.datastores.reading import read_arrow
 from elearn.datastores.reading import from_worker_env
-from elearn.features.flights import CATEGORICAL_FEATURES, LABEL, NUMERIC_FEATURES, FeatureSpec, Lookups
+from elearn.features.flights import CATEGORICAL_FEATURES, LABEL, NUMERIC_FEATURES, FeatureSpec, Lookups, months
 
 MODEL_FILE = "model.keras"
 CHUNK_STEPS = 50
 VALIDATION_EVERY = 10
 SPEC_FILE = "feature_spec.json"
 METRICS_FILE = "metrics.json"
-
-
-def months(text: str) -> list[int]:
-    out: list[int] = []
-    for part in text.split(","):
-        lo, _, hi = part.partition("-")
-        out.extend(range(int(lo), int(hi or lo) + 1))
-    return out
 
 
 def parse_args(argv):

@@ -208,9 +208,13 @@ def _release_line(r) -> str:
 
 
 def cmd_release_start(a) -> int:
+    from dataclasses import fields
+
+    from elearn.serving.gates import Gates
     from elearn.serving.releases import reconcile, start_release
 
-    release = start_release(a.model, a.version, weight=a.weight, by=a.by or _user(), force=a.force)
+    gates = Gates(**{f.name: getattr(a, f.name) for f in fields(Gates) if getattr(a, f.name) is not None})
+    release = start_release(a.model, a.version, weight=a.weight, gates=gates, by=a.by or _user(), force=a.force)
     proxy = reconcile(release, a.port)
     print(_release_line(release))
     print(f"serving through nginx at {proxy.url}")
@@ -426,8 +430,15 @@ def build_parser() -> argparse.ArgumentParser:
     rstart = rel.add_parser("start", help="serve a version beside production with a share of the traffic")
     rstart.add_argument("model")
     rstart.add_argument("version", type=int)
-    rstart.add_argument("--weight", type=int, default=10, help="percent of the traffic for the canary")
+    rstart.add_argument("--weight", type=int, default=10, help="percent of the traffic for the canary (1-99)")
     rstart.add_argument("--force", action="store_true", help="release a version that is not saved")
+    from dataclasses import fields
+
+    from elearn.serving.gates import Gates
+
+    for f in fields(Gates):
+        rstart.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=type(f.default), default=None,
+                            help=f"gate (default {f.default:g})")
     rstart.add_argument("--by")
     rstart.set_defaults(func=cmd_release_start)
     rstatus = rel.add_parser("status", help="the current release; --evaluate runs the live gates once")
@@ -444,7 +455,8 @@ def build_parser() -> argparse.ArgumentParser:
     rdown.set_defaults(func=cmd_release_down)
     for r_ in (rstart, rstatus, rdown, *[p for p in rel.choices.values() if p.prog.split()[-1] in
                                           ("promote", "rollback")]):
-        r_.add_argument("--port", type=int, default=8700, help="the proxy's port on 127.0.0.1")
+        r_.add_argument("--port", type=int, default=None,
+                        help="the proxy's port on 127.0.0.1 (default: config proxy_port, 8700)")
 
     gc = sub.add_parser("gc", help="remove artifacts of old, unsaved, un-aliased model versions")
     gc.add_argument("--ttl-days", type=float, default=14)

@@ -38,6 +38,7 @@ KEYS: dict[str, tuple[str, str]] = {
     "gang_backend": ("volcano", "gang scheduling on Kubernetes: volcano, coscheduling, kueue, workload or builtin"),
     "k8s_namespace": ("elearn-training", "namespace where the kubernetes driver creates gang pods"),
     "worker_image": ("elearn/training-worker:latest", "image of gang workers on Kubernetes"),
+    "proxy_port": ("8700", "port on 127.0.0.1 of the local release proxy (nginx) in front of the Bentos"),
 }
 
 
@@ -91,6 +92,7 @@ class ElearnConfig:
     gang_backend: str = "volcano"
     k8s_namespace: str = "elearn-training"
     worker_image: str = "elearn/training-worker:latest"
+    proxy_port: int = 8700
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -186,4 +188,5 @@ def load() -> ElearnConfig:
         gang_backend=get("gang_backend"),
         k8s_namespace=get("k8s_namespace"),
         worker_image=get("worker_image"),
+        proxy_port=_int("proxy_port"),
     )

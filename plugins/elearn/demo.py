@@ -98,8 +98,7 @@ def stage_times(run_id: str) -> dict[str, float]:
 def sample_request(lineage: dict, test_months: str) -> dict:
     """A real held-out flight from the version's own datastore snapshot, as a caller would send it."""
     from elearn.datastores import read_arrow
-    from elearn.features.flights import REQUIRED_FIELDS
-    from training_jobs.train_flights import months
+    from elearn.features.flights import REQUIRED_FIELDS, months
 
     table = read_arrow(lineage["datastore"], lineage["snapshot_id"]).to_pandas()
     held_out = table[table["month"].isin(months(test_months))].sort_values("flight_id")

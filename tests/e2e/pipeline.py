@@ -23,10 +23,11 @@ class DagRunResult:
     run_id: str | None
 
 
-def run_dag(home: Path, conf: dict, timeout: int = 1200, extra_env: dict | None = None) -> DagRunResult:
+def run_dag(home: Path, conf: dict, timeout: int = 1200, extra_env: dict | None = None,
+            dag_id: str = "nightly_retraining") -> DagRunResult:
     env = {**elearn_env(home), **(extra_env or {})}
     subprocess.run([AIRFLOW, "db", "migrate"], env=env, capture_output=True, check=True, timeout=300)
-    out = subprocess.run([AIRFLOW, "dags", "test", "nightly_retraining", "-c", json.dumps(conf)], env=env,
+    out = subprocess.run([AIRFLOW, "dags", "test", dag_id, "-c", json.dumps(conf)], env=env,
                          capture_output=True, text=True, timeout=timeout)
     text = out.stdout + out.stderr
     m = re.search(r"DagRun Finished: .*?run_id=([^,]+),", text)

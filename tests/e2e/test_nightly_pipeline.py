@@ -191,18 +191,52 @@ def test_corrupt_raw_input_fails_and_loses_nothing_then_second_run_is_version_2(
     assert "landed file://" not in second.output  # the landed raw files were verified and reused
 
 
-def test_canary_releases_a_broken_one_is_rolled_back_a_good_one_promoted(pipeline):
+def degraded_copy(of: int) -> int:
+    """A new version with ``of``'s lineage and files but a model that answers 0.5 for every
+    flight (its output layer zeroed): AUC 0.5 on any rows."""
+    import tempfile
+    from pathlib import Path
+
+    import keras
+
+    from elearn.objectstore import default_store
+    from elearn.registry import get_store, publish_version
+
+    src, objects = version(of), default_store()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        for rel in src.files:
+            objects.get_file(f"{objects.key_of(src.artifact_uri)}/{rel}", folder / rel)
+        model = keras.models.load_model(folder / "model.keras")
+        out = model.get_layer("p_delayed")
+        out.set_weights([np.zeros_like(w) for w in out.get_weights()])
+        model.save(folder / "model.keras")
+        for path in folder.iterdir():
+            objects.put_file(path, f"tmp/degraded/{path.name}")
+    mv = publish_version(get_store(), objects, "flight_delay", "tmp/degraded", params=src.params,
+                         metrics=src.metrics, lineage={**src.lineage, "degraded_copy_of": of}, dag_run_id=None)
+    return mv.version
+
+
+def test_canary_releases_a_broken_one_is_rolled_back_a_good_one_promoted(pipeline, capsys):
+    import threading
+    import time
+
     import httpx
 
+    from elearn.cli import main
     from elearn.compute.local import free_ports
     from elearn.demo import sample_request
     from elearn.registry import get_store
     from elearn.serving.daemons import BentoDaemon
     from elearn.serving.gates import Gates
+    from elearn.serving.package import package_version
     from elearn.serving.releases import current_release, evaluate_release, finish, reconcile, shutdown, start_release
+    from tests.e2e.pipeline import auc_and_log_loss
 
+    home, _ = pipeline
     port = free_ports(1)[0]
-    gates = Gates(min_requests=20, max_p99_ratio=4.0, deadline_s=600)
+    url = f"http://127.0.0.1:{port}/predict"
     record = sample_request(version(1).lineage, "11-12")
     record.pop("actually_delayed")
 
@@ -210,27 +244,76 @@ def test_canary_releases_a_broken_one_is_rolled_back_a_good_one_promoted(pipelin
         answers = []
         with httpx.Client(timeout=60) as client:
             for _ in range(n):
-                r = client.post(f"http://127.0.0.1:{port}/predict", json={"flights": [record]})
+                r = client.post(url, json={"flights": [record]})
                 assert r.status_code == 200, r.text
                 answers.append(r.json()[0]["model_version"])
         return answers
 
     try:
-        first = start_release("flight_delay", 1, force=True, gates=gates)  # no production yet: promoted at once
+        first = start_release("flight_delay", 1, force=True)  # no production yet: promoted at once
         assert first.state == "PROMOTED" and get_store().get_by_alias("flight_delay", "production").version == 1
         reconcile(first, port)
         assert set(traffic(5)) == {1}
-        good = start_release("flight_delay", 2, weight=50, force=True, gates=gates)
-        reconcile(good, port)
-        served = traffic(60)
-        assert served.count(1) == 30 and served.count(2) == 30  # nginx: exact weighted round robin
-        decision = evaluate_release(current_release("flight_delay"), port)
-        assert decision.action == "promote", decision.reason
-        reconcile(finish(good, decision), port)
+
+        # a good canary through the release DAG (deferrable CanaryReleaseOperator), with live traffic
+        served, stop = [], threading.Event()
+
+        def pump():
+            with httpx.Client(timeout=30) as client:
+                while not stop.is_set():
+                    try:
+                        r = client.post(url, json={"flights": [record]})
+                        if r.status_code == 200:
+                            served.append(r.json()[0]["model_version"])
+                    except httpx.HTTPError:
+                        time.sleep(0.2)
+                    time.sleep(0.02)
+
+        pumper = threading.Thread(target=pump, daemon=True)
+        pumper.start()
+        try:
+            run = run_dag(home, {"model_name": "flight_delay", "version": 2, "weight": 50, "force": True,
+                                 "gates": {"min_requests": 20, "max_p99_ratio": 4.0, "auc_margin": 0.05}},
+                          dag_id="release_model", extra_env={"AIRFLOW__ELEARN__PROXY_PORT": str(port)}, timeout=600)
+        finally:
+            stop.set()
+            pumper.join(timeout=60)
+        assert run.returncode == 0, run.output[-5000:]
+        assert "already has Bento flight-delay:v2" in run.output and "running trigger in line" in run.output
+        assert "quality gate passed" in run.output
+        good = current_release("flight_delay")
+        assert good.canary == 2 and good.state == "PROMOTED", good
+        assert [h["event"] for h in good.history] == ["started", "promote"]
+        assert good.history[-1]["reason"].startswith("canary served") and good.history[-1]["by"] == "gates"
+        assert {1, 2} <= set(served)  # both versions answered while the canary ran
         assert get_store().get_by_alias("flight_delay", "production").version == 2 and set(traffic(10)) == {2}
+        # the quality gate's comparison is in v2's lineage, and its AUC is the offline model's
+        gate = version(2).lineage["quality_gates"][-1]
+        held_out, p = offline_predictions(version(2), TEST_MONTHS)
+        assert gate["passed"] and gate["production_version"] == 1 and gate["rows"] == len(held_out)
+        assert gate["snapshot_id"] == version(2).lineage["snapshot_id"] and gate["test_months"] == "11-12"
+        assert gate["candidate_auc"] == pytest.approx(auc_and_log_loss(held_out["delayed"].to_numpy(), p)[0],
+                                                      abs=1e-6)
+
+        # a worse candidate is stopped by the quality gate: nothing serves it, the reason is recorded
+        worse = degraded_copy(2)
+        package_version("flight_delay", worse, on_line=lambda line: None)
+        capsys.readouterr()
+        assert main(["release", "start", "flight_delay", str(worse), "--force", "--port", str(port)]) == 2
+        err = capsys.readouterr().err
+        assert f"flight_delay v{worse} is not released: candidate AUC 0.5000 is worse than production's" in err
+        assert len(err.strip().splitlines()) == 1
+        refused = version(worse).lineage["quality_gates"][-1]
+        assert not refused["passed"] and refused["candidate_auc"] == 0.5 and refused["production_version"] == 2
+        assert current_release("flight_delay").id == good.id and BentoDaemon("flight_delay", worse).state() is None
+
         # a broken canary: v1 again, and its server dies after the release started
+        # (auc_margin 1: this part is about the live gates, not the quality gate)
+        gates = Gates(min_requests=20, max_p99_ratio=4.0, deadline_s=600, auc_margin=1.0)
         broken = start_release("flight_delay", 1, weight=50, force=True, gates=gates)
         reconcile(broken, port)
+        served = traffic(60)
+        assert served.count(1) == 30 and served.count(2) == 30  # nginx: exact weighted round robin
         import psutil
 
         server = psutil.Process(BentoDaemon("flight_delay", 1).state()["pid"])
@@ -238,7 +321,7 @@ def test_canary_releases_a_broken_one_is_rolled_back_a_good_one_promoted(pipelin
             proc.kill()
         assert set(traffic(60)) == {2}  # nginx retried the dead canary's share on stable: callers saw no error
         decision = evaluate_release(current_release("flight_delay"), port)
-        assert decision.action == "rollback" and decision.reason.startswith("canary error rate 100.00%"), decision
+        assert decision.action == "rollback" and decision.reason.startswith("canary error rate"), decision
         rolled = finish(broken, decision)
         reconcile(rolled, port)
         assert rolled.state == "ROLLED_BACK" and get_store().get_by_alias("flight_delay", "production").version == 2
@@ -266,7 +349,10 @@ def test_each_snapshot_gets_its_own_study_and_gc_removes_an_unpinned_versions_be
     assert "candidate" in v2.aliases and v1.aliases == [] and not v1.saved  # (v2 may be production too)
     assert verify_version(store, objects, "flight_delay", 2).bento == "ok"
     report = collect_garbage(store, objects, ttl=timedelta(0))
-    assert report.collected == ["flight_delay v1"] and report.bentos_deleted == [v1.bento_tag]
+    v3 = version(3)  # the canary test's degraded copy, refused by the quality gate
+    assert v3.lineage["degraded_copy_of"] == 2 and not v3.saved and not v3.aliases
+    assert sorted(report.collected) == ["flight_delay v1", "flight_delay v3"]
+    assert sorted(report.bentos_deleted) == [v1.bento_tag, v3.bento_tag]
     with pytest.raises(bentoml.exceptions.NotFound):
         bentoml.get(v1.bento_tag)
     assert bentoml.get(v2.bento_tag) is not None and verify_version(store, objects, "flight_delay", 2).healthy

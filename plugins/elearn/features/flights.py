@@ -29,6 +29,17 @@ NUMERIC_FEATURES = [
 CATEGORICAL_FEATURES = ["carrier", "origin", "dest", "day_of_week", "dep_hour_bucket"]
 
 
+def months(text: str) -> list[int]:
+    """``"1-10"`` or ``"1,3,5-7"`` → month numbers (how training and test months are given)."""
+    out: list[int] = []
+    for part in str(text).split(","):
+        lo, _, hi = part.partition("-")
+        out.extend(range(int(lo), int(hi or lo) + 1))
+    if not out or any(not 1 <= m <= 12 for m in out):
+        raise ValueError(f"months {text!r}: give month numbers 1-12, e.g. 11-12 or 1,3,5-7")
+    return out
+
+
 def derive(df: pd.DataFrame) -> pd.DataFrame:
     """Per-row derived columns (before normalisation), from datastore-shaped rows."""
     out = pd.DataFrame(index=df.index)

@@ -52,6 +52,11 @@ class AbstractRegistryStore(ABC):
     def set_bento_tag(self, model_name: str, version: int, bento_tag: str) -> ModelVersion:
         """Record the Bento built for a version."""
 
+    @abstractmethod
+    def append_lineage(self, model_name: str, version: int, key: str, entry: dict) -> ModelVersion:
+        """Append ``entry`` to the list ``lineage[key]`` (a check made after training, e.g. a
+        release's quality gate). What training recorded is never changed."""
+
     # ---- saving, tags, aliases
     @abstractmethod
     def save_version(self, model_name: str, version: int, *, by: str, reason: str = "") -> ModelVersion:

@@ -157,6 +157,17 @@ class SqlAlchemyRegistryStore(AbstractRegistryStore):
             s.flush()
             return self._entity(s, row)
 
+    def append_lineage(self, model_name, version, key, entry):
+        with session_scope(self.engine) as s:
+            row = self._row(s, model_name, version)
+            lineage = dict(row.lineage or {})
+            if key in lineage and not isinstance(lineage[key], list):
+                raise Conflict(f"lineage key {key!r} of {model_name} v{version} is not a list of checks")
+            lineage[key] = [*lineage.get(key, []), entry]
+            row.lineage = lineage  # a new dict: the JSON column sees the change
+            s.flush()
+            return self._entity(s, row)
+
     # ---------------------------------------------------------------- saving, tags, aliases
     def save_version(self, model_name, version, *, by, reason=""):
         with session_scope(self.engine) as s:

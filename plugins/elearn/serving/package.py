@@ -36,8 +36,16 @@ def model_tag(model_name: str, version: int) -> str:
     return f"{model_name}:v{version}"
 
 
-def package_version(model_name: str, version: int, service: str = "flight_delay", on_line=print) -> str:
-    """Build (or reuse) the Bento for a READY version and record its tag in the registry."""
+def bento_exists(bento_tag: str) -> bool:
+    """Whether the Bento is in this machine's store (``$BENTOML_HOME/bentos/<name>/<version>``)."""
+    name, _, version = bento_tag.partition(":")
+    return (config.load().bentoml_home / "bentos" / name / version / "bento.yaml").is_file()
+
+
+def package_version(model_name: str, version: int, service: str = "flight_delay", on_line=print,
+                    reuse: bool = False) -> str:
+    """Build the Bento for a READY version and record its tag in the registry; with ``reuse``,
+    a version whose Bento is already in the store keeps it (a Bento being served is never rebuilt)."""
     from elearn.registry import get_store
 
     store = get_store()
@@ -46,6 +54,9 @@ def package_version(model_name: str, version: int, service: str = "flight_delay"
         raise Conflict(f"{model_name} v{version} is {mv.status}; only READY versions can be packaged")
     if service not in SERVICES:
         raise InvalidInput(f"unknown Bento service {service!r}; known: {', '.join(SERVICES)}")
+    if reuse and mv.bento_tag and bento_exists(mv.bento_tag):
+        on_line(f"{model_name} v{version} already has Bento {mv.bento_tag}")
+        return mv.bento_tag
     cmd = [sys.executable, "-m", "elearn.serving.package", "--model", model_name, "--version", str(version),
            "--service", service]
     proc = subprocess.Popen(cmd, env=bento_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -21,7 +21,6 @@ from elearn.serving.dbmodels import SqlRelease
 from elearn.serving.gates import Decision, Gates, VersionStats, evaluate, stats_from_access_log
 
 PRODUCTION = "production"
-PROXY_PORT = 8700
 
 
 @dataclass(frozen=True)
@@ -43,6 +42,14 @@ def _entity(row: SqlRelease) -> Release:
                    started_at=row.started_at, history=list(row.history or []))
 
 
+def get_release(release_id: int) -> Release:
+    with session_scope() as s:
+        row = s.get(SqlRelease, release_id)
+        if row is None:
+            raise NotFound(f"release {release_id} does not exist")
+        return _entity(row)
+
+
 def current_release(model: str) -> Release:
     with session_scope() as s:
         row = s.scalar(select(SqlRelease).where(SqlRelease.model == model).order_by(SqlRelease.id.desc()).limit(1))
@@ -51,37 +58,57 @@ def current_release(model: str) -> Release:
         return _entity(row)
 
 
+def _no_running_release(model: str, session=None) -> None:
+    if session is None:
+        with session_scope() as s:
+            return _no_running_release(model, s)
+    running = session.scalar(select(SqlRelease).where(SqlRelease.model == model, SqlRelease.state == "RUNNING"))
+    if running is not None:
+        raise Conflict(f"{model} already has a running release (v{running.canary_version}); promote or roll "
+                       f"it back first (elearn release promote|rollback {model})")
+
+
 def start_release(model: str, canary: int, *, weight: int = 10, gates: Gates | None = None, by: str = "",
-                  force: bool = False) -> Release:
+                  force: bool = False, on_line=print) -> Release:
     """Release version ``canary`` beside ``production`` with ``weight`` % of the traffic.
 
-    The candidate must be READY with a Bento, and saved unless ``force``; with no production
-    version yet it becomes production at once (state PROMOTED)."""
+    The candidate must be READY with a Bento, and saved unless ``force``. With a production
+    version it must first pass the quality gate (held-out AUC on its own snapshot, not worse
+    than production's by more than ``gates.auc_margin``; recorded in its lineage). With no
+    production version yet it becomes production at once (state PROMOTED)."""
     from elearn.registry import get_store
 
-    if not 1 <= weight <= 100:
-        raise InvalidInput(f"canary weight {weight} must be between 1 and 100 (percent)")
+    if isinstance(weight, bool) or not isinstance(weight, int) or not 1 <= weight <= 99:
+        raise InvalidInput(f"canary weight {weight!r} must be a whole percent from 1 to 99 (stable keeps the rest)")
     store = get_store()
     mv = store.get_version(model, canary)
-    if mv.status != "READY" or not mv.bento_tag:
-        raise Conflict(f"{model} v{canary} is {mv.status}{'' if mv.bento_tag else ' without a Bento'}; "
-                       f"only a READY, packaged version can be released")
-    if not mv.saved and not force:
-        raise Conflict(f"{model} v{canary} is not saved; save it first (elearn model save {model} {canary}) "
-                       f"so the released version can never be collected, or pass --force")
     try:
         stable = store.get_by_alias(model, PRODUCTION).version
     except NotFound:
         stable = None
     if stable == canary:
         raise Conflict(f"{model} v{canary} is already production")
+    if mv.status != "READY" or not mv.bento_tag:
+        raise Conflict(f"{model} v{canary} is {mv.status}{'' if mv.bento_tag else ' without a Bento'}; "
+                       f"only a READY, packaged version can be released (BuildBentoOperator or the "
+                       f"release_model DAG packages it)")
+    if not mv.saved and not force:
+        raise Conflict(f"{model} v{canary} is not saved; save it first (elearn model save {model} {canary}) "
+                       f"so the released version can never be collected, or pass --force")
+    gates = gates or Gates()
+    _no_running_release(model)
+    if stable is not None:
+        from elearn.serving import quality
+
+        verdict = quality.check(model, canary, stable, gates.auc_margin, by=by, on_line=on_line)
+        if verdict.action != "promote":
+            raise Conflict(f"{model} v{canary} is not released: {verdict.reason} (quality gate, recorded in its "
+                           f"lineage; a larger --auc-margin lets it through)")
+        on_line(f"quality gate passed: {verdict.reason}")
     with session_scope() as s:
-        running = s.scalar(select(SqlRelease).where(SqlRelease.model == model, SqlRelease.state == "RUNNING"))
-        if running is not None:
-            raise Conflict(f"{model} already has a running release (v{running.canary_version}); promote or roll "
-                           f"it back first")
+        _no_running_release(model, s)
         row = SqlRelease(model=model, stable_version=stable, canary_version=canary,
-                         canary_weight=weight if stable else 100, gates=asdict(gates or Gates()),
+                         canary_weight=weight if stable else 100, gates=asdict(gates),
                          state="RUNNING", started_at=now(),
                          history=[{"at": now().isoformat(), "event": "started", "by": by}])
         s.add(row)
@@ -112,12 +139,13 @@ def finish(release: Release, decision: Decision, *, by: str = "") -> Release:
         return _entity(row)
 
 
-def local_proxy(port: int = PROXY_PORT):
-    """This machine's proxy (its files under ``$ELEARN_HOME/run/proxy``)."""
+def local_proxy(port: int | None = None):
+    """This machine's proxy (its files under ``$ELEARN_HOME/run/proxy``; port: config ``proxy_port``)."""
+    from elearn import config
     from elearn.serving.daemons import run_dir
     from elearn.serving.proxy import LocalProxy
 
-    return LocalProxy(run_dir() / "proxy", port)
+    return LocalProxy(run_dir() / "proxy", port or config.load().proxy_port)
 
 
 def desired_weights(release: Release) -> dict[int, int]:
@@ -127,7 +155,7 @@ def desired_weights(release: Release) -> dict[int, int]:
     return {release.stable: 100 - release.canary_weight, release.canary: release.canary_weight}
 
 
-def reconcile(release: Release, proxy_port: int = PROXY_PORT):
+def reconcile(release: Release, proxy_port: int | None = None):
     """Make this machine match ``release``: daemons for versions with traffic (others stopped),
     nginx with the weights. Returns the proxy."""
     from elearn.registry import get_store
@@ -150,7 +178,7 @@ def reconcile(release: Release, proxy_port: int = PROXY_PORT):
     return proxy
 
 
-def evaluate_release(release: Release, proxy_port: int = PROXY_PORT) -> Decision:
+def evaluate_release(release: Release, proxy_port: int | None = None) -> Decision:
     """One evaluation of the live gates from the proxy's access log (the release's window)."""
     from elearn.serving.daemons import BentoDaemon
 
@@ -168,7 +196,7 @@ def evaluate_release(release: Release, proxy_port: int = PROXY_PORT) -> Decision
     return evaluate(release.gates, stats.get(release.stable, empty), stats.get(release.canary, empty), elapsed)
 
 
-def shutdown(model: str, proxy_port: int = PROXY_PORT) -> None:
+def shutdown(model: str, proxy_port: int | None = None) -> None:
     """Stop the proxy and every Bento daemon of ``model`` on this machine (the records stay)."""
     from elearn.serving.daemons import BentoDaemon, run_dir
 
