@@ -39,3 +39,14 @@ def test_bad_input():
     with pytest.raises(InvalidInput, match="no Bento image for m v2"):
         release_objects("m", stable=1, canary=2, canary_weight=5, images={1: "img"}, namespace="n", gateway="g")
     assert version_name("flight_delay", 12) == "flight-delay-v12"
+
+
+def test_server_processes_follow_the_pods_cpu():
+    from elearn.serving.k8s_manifests import version_deployment
+
+    def workers(cpu):
+        container = version_deployment("m", 1, image="img", namespace="n", cpu=cpu)["spec"]["template"]["spec"][
+            "containers"][0]
+        return {e["name"]: e["value"] for e in container["env"]}["ELEARN_SERVE_WORKERS"]
+
+    assert [workers(c) for c in ("500m", "1", "2", "3500m")] == ["1", "1", "2", "3"]

@@ -39,9 +39,14 @@ def version_deployment(model: str, version: int, *, image: str, namespace: str, 
                            f"wrote its Dockerfile)")
     if replicas < 1:
         raise InvalidInput(f"{model} v{version}: replicas must be at least 1")
+    from elearn.compute.admission import parse_quantity
+
     name, labels = version_name(model, version), _labels(model, version)
+    # a server process per whole core of the pod (the container sees the node's cores, not its limit)
+    workers = max(1, int(parse_quantity(cpu)))
     container = {
         "name": "bento", "image": image, "args": ["serve"],
+        "env": [{"name": "ELEARN_SERVE_WORKERS", "value": str(workers)}],
         "ports": [{"name": "http", "containerPort": PORT}],
         "resources": {"requests": {"cpu": cpu, "memory": memory}, "limits": {"cpu": cpu, "memory": memory}},
         "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5},

@@ -22,9 +22,9 @@ from elearn.serving.package import bento_env
 
 class BentoServer:
     def __init__(self, bento_tag: str, port: int | None = None, ready_timeout_s: float = 180.0,
-                 log_path: Path | None = None, args: dict[str, str] | None = None):
+                 log_path: Path | None = None, env: dict[str, str] | None = None):
         self.bento_tag = bento_tag
-        self.args = args or {}  # Bento arguments (``--arg key=value``), e.g. {"batching": "false"}
+        self.env = env or {}  # e.g. {"ELEARN_SERVE_WORKERS": "2", "ELEARN_SERVE_BATCHING": "false"}
         self.port = port or free_ports(1)[0]
         self.ready_timeout_s = ready_timeout_s
         self.log_path = log_path
@@ -43,8 +43,7 @@ class BentoServer:
             # turn SIGTERM into an exception so __exit__ still stops the server
             signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         self.proc = subprocess.Popen([str(bentoml), "serve", self.bento_tag, "--host", "127.0.0.1",
-                                      "--port", str(self.port),
-                                      *[f"--arg={k}={v}" for k, v in self.args.items()]], env=bento_env(), stdout=out,
+                                      "--port", str(self.port)], env={**bento_env(), **self.env}, stdout=out,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         try:
             self._wait_ready()
