@@ -24,8 +24,8 @@ help:
 	@echo "make clean  - delete ELEARN_HOME ($(ELEARN_HOME)): databases, object store, Bentos, Airflow state"
 
 # Java runs Spark; nginx splits traffic between released versions on one machine; the tests
-# start a throwaway PostgreSQL from Debian's server binaries. All are installed from Debian
-# when missing (sessions and CI run as root).
+# start a throwaway PostgreSQL from Debian's server binaries and drive Debian's chromium. All
+# are installed from Debian when missing (sessions and CI run as root).
 system-deps:
 	@command -v java >/dev/null || { echo "installing Java (Spark needs it)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless; }
@@ -35,6 +35,8 @@ system-deps:
 system-deps-test: system-deps
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { echo "installing PostgreSQL (the tests start their own)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; }
+	@command -v chromium >/dev/null || { echo "installing chromium (the Airflow UI page tests; Playwright cannot download its own)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)

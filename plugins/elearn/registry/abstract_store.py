@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
-from elearn.registry.entities import AliasChange, ModelVersion
+from elearn.registry.entities import AliasChange, ModelVersion, RegisteredModel
 
 
 class AbstractRegistryStore(ABC):
@@ -33,8 +33,14 @@ class AbstractRegistryStore(ABC):
         """One version; ``NotFound`` naming the model and version if absent."""
 
     @abstractmethod
-    def list_versions(self, model_name: str | None = None, *, dag_run_id: str | None = None) -> list[ModelVersion]:
-        """Versions, newest first, optionally of one model and/or one DAG run."""
+    def list_versions(self, model_name: str | None = None, *, dag_run_id: str | None = None,
+                      limit: int | None = None, offset: int = 0) -> list[ModelVersion]:
+        """Versions, newest first, optionally of one model and/or one DAG run; ``limit`` and
+        ``offset`` page through them."""
+
+    @abstractmethod
+    def list_models(self) -> list[tuple[RegisteredModel, int]]:
+        """Every registered model with its number of versions, by name."""
 
     @abstractmethod
     def set_alias(self, model_name: str, alias: str, version: int, *, changed_by: str = "") -> AliasChange:

@@ -97,14 +97,16 @@ class SqlAlchemyRegistryStore(AbstractRegistryStore):
         with session_scope(self.engine) as s:
             return self._entity(s, self._row(s, model_name, version))
 
-    def list_versions(self, model_name=None, *, dag_run_id=None):
+    def list_versions(self, model_name=None, *, dag_run_id=None, limit=None, offset=0):
         with session_scope(self.engine) as s:
             query = select(SqlModelVersion).order_by(SqlModelVersion.model_name, SqlModelVersion.version.desc())
             if model_name is not None:
                 query = query.where(SqlModelVersion.model_name == model_name)
             if dag_run_id is not None:
                 query = query.where(SqlModelVersion.dag_run_id == dag_run_id)
-            rows = list(s.scalars(query))
+            if limit is not None:
+                query = query.limit(limit)
+            rows = list(s.scalars(query.offset(offset or None)))
             # aliases and tags of all rows in two queries, not two per row
             names = {r.model_name for r in rows}
             aliases: dict[tuple[str, int], list[str]] = {}
@@ -116,6 +118,13 @@ class SqlAlchemyRegistryStore(AbstractRegistryStore):
                     tags.setdefault((t.model_name, t.version), {})[t.key] = t.value
             return [r.to_entity(aliases.get((r.model_name, r.version)), tags.get((r.model_name, r.version)))
                     for r in rows]
+
+    def list_models(self):
+        with session_scope(self.engine) as s:
+            counts = dict(s.execute(select(SqlModelVersion.model_name, func.count())
+                                    .group_by(SqlModelVersion.model_name)).all())
+            return [(m.to_entity(), counts.get(m.name, 0))
+                    for m in s.scalars(select(SqlRegisteredModel).order_by(SqlRegisteredModel.name))]
 
     def set_alias(self, model_name, alias, version, *, changed_by=""):
         if not ALIAS_RE.match(alias or ""):

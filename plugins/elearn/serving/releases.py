@@ -50,6 +50,15 @@ def get_release(release_id: int) -> Release:
         return _entity(row)
 
 
+def list_releases(model: str | None = None, limit: int = 100) -> list[Release]:
+    """Releases, newest first, optionally of one model."""
+    with session_scope() as s:
+        query = select(SqlRelease).order_by(SqlRelease.id.desc()).limit(limit)
+        if model is not None:
+            query = query.where(SqlRelease.model == model)
+        return [_entity(r) for r in s.scalars(query)]
+
+
 def current_release(model: str) -> Release:
     with session_scope() as s:
         row = s.scalar(select(SqlRelease).where(SqlRelease.model == model).order_by(SqlRelease.id.desc()).limit(1))

@@ -154,6 +154,12 @@ def get_study(name: str) -> Study:
         return _study(_row(s, name))
 
 
+def list_studies() -> list[Study]:
+    """Every study, newest first."""
+    with session_scope() as s:
+        return [_study(r) for r in s.scalars(select(SqlStudy).order_by(SqlStudy.id.desc()))]
+
+
 def trials_of(name: str) -> list[Trial]:
     with session_scope() as s:
         row = _row(s, name)

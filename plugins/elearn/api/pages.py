@@ -1,0 +1,135 @@
+"""The pages the Airflow UI shows (``external_views``): Datastores, Models, Studies, Runs, Releases.
+
+Rendered on the server from the same functions as the REST API (``elearn.api.v1``), so a page
+shows exactly what the API answers. The browser's Airflow session cookie signs them in; a
+visitor without one is sent to Airflow's login page (``elearn.api.app``).
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from elearn.api import v1
+
+router = APIRouter(include_in_schema=False)
+_templates = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
+                         autoescape=select_autoescape(["html"]))
+
+
+def _render(request: Request, name: str, section: str, **context) -> HTMLResponse:
+    root = request.scope.get("root_path", "")  # "/elearn" when Airflow mounts the app
+    airflow = root.rsplit("/elearn", 1)[0] if root.endswith("/elearn") else ""
+    page = _templates.get_template(name).render(ui=f"{root}/ui", api=f"{root}/api/v1", airflow=airflow,
+                                                section=section, **context)
+    return HTMLResponse(page)
+
+
+@router.get("", response_class=HTMLResponse)
+@router.get("/", response_class=HTMLResponse)
+def index(request: Request):
+    return RedirectResponse(f"{request.scope.get('root_path', '')}/ui/models")
+
+
+@router.get("/datastores", response_class=HTMLResponse)
+def datastores(request: Request):
+    return _render(request, "datastores.html", "datastores", datastores=v1.list_datastores())
+
+
+@router.get("/datastores/{name}", response_class=HTMLResponse)
+def datastore(request: Request, name: v1.DATASTORE):
+    from elearn.registry import get_store
+
+    used_by: dict[int, list] = {}
+    for version in get_store().list_versions():
+        if version.lineage.get("datastore") == name:
+            used_by.setdefault(version.lineage.get("snapshot_id"), []).append(version)
+    return _render(request, "datastore.html", "datastores", d=v1.get_datastore(name),
+                   snapshots=v1.list_snapshots(name, limit=1000, offset=0), used_by=used_by)
+
+
+@router.get("/models", response_class=HTMLResponse)
+def models(request: Request):
+    from elearn.registry import get_store
+
+    return _render(request, "models.html", "models", versions=get_store().list_versions(limit=500))
+
+
+@router.get("/models/{model}/{version}", response_class=HTMLResponse)
+def version(request: Request, model: v1.MODEL, version: v1.VERSION):
+    from elearn.registry import get_store
+
+    return _render(request, "version.html", "models", v=get_store().get_version(model, version))
+
+
+@router.get("/studies", response_class=HTMLResponse)
+def studies(request: Request):
+    from elearn.tuning import list_studies
+
+    return _render(request, "studies.html", "studies", studies=list_studies())
+
+
+@router.get("/studies/{name}", response_class=HTMLResponse)
+def study(request: Request, name: v1.STUDY):
+    from elearn.tuning import best_trial, get_study, trials_of
+    from elearn.tuning.studies import curves
+
+    best = best_trial(name)
+    return _render(request, "study.html", "studies", study=get_study(name), trials=trials_of(name),
+                   best=best.number if best else None, curves_svg=curves_svg(curves(name)))
+
+
+@router.get("/runs", response_class=HTMLResponse)
+def runs(request: Request):
+    from elearn.compute import runs as gang_runs
+
+    return _render(request, "runs.html", "runs", runs=gang_runs.list_runs(limit=200))
+
+
+@router.get("/runs/{run_id}", response_class=HTMLResponse)
+def run(request: Request, run_id: int):
+    from elearn.compute import runs as gang_runs
+
+    return _render(request, "run.html", "runs", r=gang_runs.get_run(run_id))
+
+
+@router.get("/releases", response_class=HTMLResponse)
+def releases(request: Request):
+    from elearn.serving.releases import list_releases
+
+    return _render(request, "releases.html", "releases", releases=list_releases())
+
+
+COLOURS = ["#2680c2", "#e12d39", "#27ab83", "#f0b429", "#8719e0", "#486581", "#de911d", "#0c6b58"]
+
+
+def curves_svg(curves: dict[int, dict[int, float]], width: int = 640, height: int = 240) -> str:
+    """Each trial's metric by epoch as one polyline (an inline SVG; no plotting library in the page)."""
+    points = [(e, v) for c in curves.values() for e, v in c.items()]
+    if not points:
+        return '<p class="muted">No per-epoch values reported yet.</p>'
+    pad = 36
+    e_lo, e_hi = min(e for e, _ in points), max(e for e, _ in points)
+    v_lo, v_hi = min(v for _, v in points), max(v for _, v in points)
+    e_span, v_span = (e_hi - e_lo) or 1, (v_hi - v_lo) or 1
+
+    def xy(e, v):
+        return (pad + (e - e_lo) / e_span * (width - 2 * pad), height - pad - (v - v_lo) / v_span * (height - 2 * pad))
+
+    parts = [f'<svg id="curves" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             f'role="img" aria-label="metric by epoch per trial">',
+             f'<rect x="{pad}" y="{pad}" width="{width - 2 * pad}" height="{height - 2 * pad}" fill="none" '
+             f'stroke="#d9e2ec"/>',
+             f'<text x="{pad}" y="{pad - 8}" font-size="11">{v_hi:.4f}</text>',
+             f'<text x="{pad}" y="{height - pad + 14}" font-size="11">{v_lo:.4f} · epoch {e_lo}–{e_hi}</text>']
+    for i, (number, curve) in enumerate(sorted(curves.items())):
+        coords = " ".join(f"{x:.1f},{y:.1f}" for x, y in (xy(e, v) for e, v in sorted(curve.items())))
+        colour = COLOURS[i % len(COLOURS)]
+        parts.append(f'<polyline class="trial-curve" data-trial="{number}" points="{coords}" fill="none" '
+                     f'stroke="{colour}" stroke-width="2"><title>trial {html.escape(str(number))}</title></polyline>')
+    parts.append("</svg>")
+    return "".join(parts)
