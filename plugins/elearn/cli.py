@@ -75,7 +75,28 @@ def cmd_model_ls(a) -> int:
 def cmd_model_show(a) -> int:
     from elearn.registry import get_store
 
-    _print_json(get_store().get_version(a.model, a.version).__dict__)
+    v = get_store().get_version(a.model, a.version)
+    if a.json:
+        _print_json(v.__dict__)
+        return 0
+    lin = v.lineage
+    print(f"{v.model_name} v{v.version}: {v.status}{f' ({v.status_message})' if v.status_message else ''}; "
+          f"aliases {', '.join(v.aliases) or '-'}; {'saved by ' + str(v.saved_by) if v.saved else 'not saved'}; "
+          f"Bento {v.bento_tag or '-'}")
+    print(f"  artifacts   {v.artifact_uri}  ({len(v.files)} files)")
+    if lin.get("datastore"):
+        print(f"  datastore   {lin['datastore']} snapshot {lin.get('snapshot_id')} ({lin.get('datastore_rows', '?')} rows)")
+    if lin.get("dag_id"):
+        print(f"  DAG run     {lin['dag_id']} / {lin.get('dag_run_id')}")
+    if lin.get("study"):
+        print(f"  study       {lin['study']} trial {lin.get('trial')}")
+    if lin.get("gang_run_id"):
+        print(f"  gang run    {lin['gang_run_id']} ({lin.get('workers')} workers, {lin.get('gang_restarts', 0)} restarts)")
+    for gate in lin.get("quality_gates", []):
+        print(f"  quality     {'passed' if gate['passed'] else 'REFUSED'} {gate['at'][:19]}: {gate['reason']}")
+    print("  metrics     " + ", ".join(f"{k}={val:.4f}" if isinstance(val, float) else f"{k}={val}"
+                                       for k, val in sorted(v.metrics.items())))
+    print("  params      " + ", ".join(f"{k}={val}" for k, val in sorted(v.params.items())))
     return 0
 
 
@@ -385,9 +406,10 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("model", nargs="?")
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=cmd_model_ls)
-    show = m.add_parser("show")
+    show = m.add_parser("show", help="one version: status, lineage, metrics (--json: everything)")
     show.add_argument("model")
     show.add_argument("version", type=int)
+    show.add_argument("--json", action="store_true")
     show.set_defaults(func=cmd_model_show)
     for verb, func, helptext in (("save", cmd_model_save, "pin a version: never garbage-collected"),
                                  ("unsave", cmd_model_unsave, "remove the pin"),

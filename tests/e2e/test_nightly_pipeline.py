@@ -147,6 +147,59 @@ def test_served_answers_equal_the_offline_model(pipeline):
     assert missing.status_code == 400 and "origin" in missing.text
 
 
+def test_the_airflow_ui_shows_elearn_pages_of_the_run(pipeline):
+    """Headless chromium, signed in as a viewer (the UI's session cookie), opens elearn's pages
+    inside the Airflow UI of a real `airflow api-server`; they show this run's results."""
+    import shutil
+
+    from playwright.sync_api import expect, sync_playwright
+
+    from elearn.compute import runs
+    from elearn.tuning import trials_of
+    from elearn.tuning.studies import curves
+    from tests.airflow_api import airflow_api_server
+
+    home, run = pipeline
+    mv = version(1)
+    with airflow_api_server(home) as api, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=["--no-sandbox"], headless=True)
+        context = browser.new_context()
+        context.add_cookies([{"name": "_token", "value": api.token("viewer"), "url": api.url}])
+        page = context.new_page()
+        page.goto(f"{api.url}/plugin/elearn-models")  # the Airflow UI, elearn's page in its frame
+        frame = page.frame_locator("iframe")
+        rows = frame.locator("#versions tr")
+        expect(rows).to_have_count(2)  # a header and v1
+        expect(rows.nth(1)).to_contain_text(f"{mv.metrics['auc']:.4f}")
+        expect(rows.nth(1)).to_contain_text(run.run_id)
+        frame.locator("#versions a", has_text="v1").click()
+        expect(frame.locator("#lineage")).to_contain_text(f"flight_features snapshot {mv.lineage['snapshot_id']}")
+        expect(frame.locator("#dag-run-link")).to_have_attribute("href", f"/dags/nightly_retraining/runs/{run.run_id}")
+        frame.locator("#snapshot-link").click()  # lineage back to the datastore snapshot
+        snapshot = frame.locator(f"#snapshot-{mv.lineage['snapshot_id']}")
+        expect(snapshot).to_contain_text(f"{mv.lineage['datastore_rows']:,}")
+        expect(snapshot).to_contain_text("flight_delay v1")
+
+        page.goto(f"{api.url}/plugin/elearn-studies")
+        frame = page.frame_locator("iframe")
+        frame.locator("#studies a", has_text=mv.lineage["study"]).click()
+        expect(frame.locator("#trials tr")).to_have_count(1 + len(trials_of(mv.lineage["study"])))
+        expect(frame.locator("#curves polyline")).to_have_count(len(curves(mv.lineage["study"])))
+        image = frame.locator("#convergence")
+        expect(image).to_be_visible()
+        assert image.evaluate("img => img.complete && img.naturalWidth > 0")  # the PNG really loaded
+
+        page.goto(f"{api.url}/plugin/elearn-runs")
+        frame = page.frame_locator("iframe")
+        gang_runs = runs.list_runs()
+        expect(frame.locator("#runs tr")).to_have_count(1 + len(gang_runs))
+        expect(frame.locator("#runs")).to_contain_text(gang_runs[0].gang)
+
+        page.goto(f"{api.url}/plugin/elearn-datastores")
+        expect(page.frame_locator("iframe").locator("#datastores")).to_contain_text("flight_features")
+        browser.close()
+
+
 def test_corrupt_raw_input_fails_and_loses_nothing_then_second_run_is_version_2(pipeline, tmp_path):
     from elearn.datastores import get_catalog, read_arrow
     from elearn.objectstore import default_store

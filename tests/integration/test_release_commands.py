@@ -67,3 +67,15 @@ def test_a_version_without_test_months_cannot_be_compared(versions):
         held_out_months(bare)
     args = type(mv)(**{**mv.__dict__, "params": {}, "lineage": {"training_args": ["--test-months", "12"]}})
     assert held_out_months(args) == "12"
+
+
+def test_model_show_is_readable_and_json_for_scripts(versions, capsys):
+    import json
+
+    assert main(["model", "show", "flight_delay", "1"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("flight_delay v1: READY; aliases production; not saved; Bento flight-delay:v1")
+    assert "datastore   flight_features snapshot 1" in text and "params      test_months=11-12" in text
+    assert main(["model", "show", "flight_delay", "1", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["version"] == 1 and data["aliases"] == ["production"] and data["lineage"]["snapshot_id"] == 1

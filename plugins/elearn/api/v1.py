@@ -77,13 +77,9 @@ def list_snapshots(name: DATASTORE, limit: LIMIT = 100, offset: OFFSET = 0) -> l
 
 @router.get("/datastores/{name}/snapshots/{snapshot_id}", tags=["datastores"], summary="one snapshot")
 def get_snapshot(name: DATASTORE, snapshot_id: Annotated[int, Path(ge=0, le=2**63 - 1)]) -> dict:
-    from elearn.datastores.history import snapshot_history
-    from elearn.errors import NotFound
+    from elearn.datastores.history import snapshot_record
 
-    for snap in snapshot_history(name):
-        if snap["snapshot_id"] == snapshot_id:
-            return jsonable_encoder(snap)
-    raise NotFound(f"datastore {name!r} has no snapshot {snapshot_id} (expired, or never existed)")
+    return jsonable_encoder(snapshot_record(name, snapshot_id))
 
 
 # ---------------------------------------------------------------- models
