@@ -46,17 +46,30 @@ def elearn_home() -> Path:
     return Path(os.environ.get("ELEARN_HOME", ".elearn")).resolve()
 
 
+_CFG_SECTIONS: dict[str, tuple[tuple[int, int], dict[str, str]]] = {}  # path -> ((mtime_ns, size), section)
+
+
 def _airflow_cfg_section() -> dict[str, str]:
+    """The ``[elearn]`` section of airflow.cfg, parsed again only when the file changes (it is
+    ~2,000 lines: parsing it for each key cost an API call ~150 ms)."""
     airflow_home = os.environ.get("AIRFLOW_HOME") or str(elearn_home() / "airflow")
     path = Path(airflow_home) / "airflow.cfg"
-    if not path.is_file():
+    try:
+        st = path.stat()
+    except OSError:
         return {}
+    stamp = (st.st_mtime_ns, st.st_size)
+    cached = _CFG_SECTIONS.get(str(path))
+    if cached is not None and cached[0] == stamp:
+        return dict(cached[1])
     parser = configparser.ConfigParser(interpolation=None)
     try:
         parser.read(path)
     except configparser.Error as e:
         raise ConfigError(f"cannot parse {path}: {e}; fix the file or remove its [elearn] section") from e
-    return dict(parser["elearn"]) if parser.has_section("elearn") else {}
+    section = dict(parser["elearn"]) if parser.has_section("elearn") else {}
+    _CFG_SECTIONS[str(path)] = (stamp, section)
+    return dict(section)
 
 
 def get(key: str) -> str:

@@ -33,3 +33,19 @@ def test_bad_values_name_the_key(elearn_home, monkeypatch):
         config.load()
     with pytest.raises(ConfigError, match="unknown elearn configuration key 'nope'"):
         config.get("nope")
+
+
+def test_an_edited_airflow_cfg_is_read_again(elearn_home):
+    cfg_file = elearn_home / "airflow" / "airflow.cfg"
+    cfg_file.parent.mkdir(parents=True)
+    cfg_file.write_text("[elearn]\nlocal_slots = 3\n")
+    assert config.load().local_slots == 3
+    import os
+
+    cfg_file.write_text("[elearn]\nlocal_slots = 5\n")  # same size: the modification time tells
+    os.utime(cfg_file, ns=(cfg_file.stat().st_atime_ns, cfg_file.stat().st_mtime_ns + 1_000_000))
+    assert config.load().local_slots == 5
+    cfg_file.write_text("[elearn]\nlocal_slots = 12\n")
+    assert config.load().local_slots == 12
+    cfg_file.unlink()
+    assert config.load().local_slots == 4  # the default again
