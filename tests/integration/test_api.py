@@ -168,7 +168,8 @@ def test_fuzzing_the_api_from_its_openapi_finds_no_server_error(api, tmp_path):
     done = subprocess.run([str(VENV_BIN / "schemathesis"), "run", str(spec), "--url", f"{api.url}/elearn",
                            "--header", f"Authorization: Bearer {api.token('admin')}", "--checks", "not_a_server_error",
                            "--max-examples", "15", "--phases", "examples,fuzzing", "--no-color"],
-                          capture_output=True, text=True, timeout=600, env={**os.environ, "NO_COLOR": "1"})
+                          capture_output=True, text=True, timeout=600, env={**os.environ, "NO_COLOR": "1"},
+                          cwd=tmp_path)  # its cache folder (.schemathesis) goes there, not into the checkout
     out = done.stdout + done.stderr
     assert done.returncode == 0, out[-4000:]
     import re
