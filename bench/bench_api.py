@@ -20,12 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.report import DEFAULT_PAGE, code_version, command_line, isolate, machine, write_section
-
-
-def pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, max(0, int(round(q * len(values))) - 1))]
+from bench.report import DEFAULT_PAGE, code_version, command_line, isolate, machine, percentile, write_section
 
 
 def fill_snapshots(n: int, workdir: Path) -> list[int]:
@@ -96,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                 t = time.perf_counter()
                 direct(i)
                 direct_ms.append((time.perf_counter() - t) * 1000)
-            row = (label, pct(http_ms, 0.5), pct(http_ms, 0.99), statistics.median(direct_ms))
+            row = (label, percentile(http_ms, 0.5), percentile(http_ms, 0.99), statistics.median(direct_ms))
             results.append(row)
             print(f"{label:<20} p50 {row[1]:7.1f} ms  p99 {row[2]:7.1f} ms  (in-process p50 {row[3]:.1f} ms)", flush=True)
     if a.no_write:

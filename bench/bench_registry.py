@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.report import DEFAULT_PAGE, code_version, command_line, isolate, machine, write_section
+from bench.report import DEFAULT_PAGE, code_version, command_line, isolate, machine, percentile, write_section
 
 
 def fill(n: int) -> None:
@@ -68,10 +68,6 @@ def latency(n: int) -> dict[str, list[float]]:
                "list (all versions)": timed(lambda: store.list_versions("m"), 10)}
     assert len(store.list_versions("m")) == n + 100
     return results
-
-
-def pct(values: list[float], q: float) -> float:
-    return sorted(values)[min(len(values) - 1, int(q * len(values)))]
 
 
 def verify_throughput(mb: int, workdir: Path) -> tuple[float, float]:
@@ -120,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             pg = latency(args.versions)
     for backend, res in (("SQLite", sqlite), ("PostgreSQL", pg)):
         for op, values in res.items():
-            rows.append(f"| {backend} | {op} | {statistics.median(values):.1f} | {pct(values, .99):.1f} | {len(values)} |")
+            rows.append(f"| {backend} | {op} | {statistics.median(values):.1f} | {percentile(values, .99):.1f} | {len(values)} |")
     table = "\n".join(["| database | call | p50 (ms) | p99 (ms) | calls |", "|---|---|---|---|---|", *rows])
     verify = "\n".join(["| figure | value |", "|---|---|",
                         f"| `verify_version` ({args.verify_mb} MB file, sha256 + size) | {ours:,.0f} MB/s |",

@@ -32,14 +32,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.report import DEFAULT_PAGE, code_version, command_line, isolate, machine, write_section
+from bench.report import DEFAULT_PAGE, code_version, command_line, isolate, machine, percentile, write_section
 
 RATIO_GOAL, P99_GOAL_MS = 0.7, 25.0
-
-
-def pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, max(0, int(round(q * len(values))) - 1))] if values else float("nan")
 
 
 def prepare(home: Path | None, version: int | None):
@@ -109,8 +104,8 @@ def in_process(mv, batches: list[list[dict]], seconds: float) -> dict:
     pipe_rate, pipe_ms = rate(pipeline, batches)
     transformed = [spec.transform(lookups.enrich(pd.DataFrame(b))[0]) for b in batches]
     bare_rate, bare_ms = rate(predict, transformed)
-    return {"pipeline_rps": pipe_rate, "pipeline_p50": pct(pipe_ms, 0.5), "pipeline_p99": pct(pipe_ms, 0.99),
-            "bare_rps": bare_rate, "bare_p50": pct(bare_ms, 0.5)}
+    return {"pipeline_rps": pipe_rate, "pipeline_p50": percentile(pipe_ms, 0.5), "pipeline_p99": percentile(pipe_ms, 0.99),
+            "bare_rps": bare_rate, "bare_p50": percentile(bare_ms, 0.5)}
 
 
 async def closed_loop(url: str, batches: list[list[dict]], concurrency: int, seconds: float) -> dict:
@@ -138,7 +133,7 @@ async def closed_loop(url: str, batches: list[list[dict]], concurrency: int, sec
         t0 = time.perf_counter()
         await asyncio.gather(*(client(i, session) for i in range(concurrency)))
         elapsed = time.perf_counter() - t0
-    return {"rps": records / elapsed, "p50": pct(latencies, 0.5), "p99": pct(latencies, 0.99), "errors": errors}
+    return {"rps": records / elapsed, "p50": percentile(latencies, 0.5), "p99": percentile(latencies, 0.99), "errors": errors}
 
 
 def without_gc(measure):
@@ -194,7 +189,7 @@ async def open_loop(url: str, records: list[dict], rate: float, seconds: float) 
                 await asyncio.sleep(delay)
             tasks.append(asyncio.create_task(one(i, session, scheduled)))
         await asyncio.gather(*tasks)
-    return {"requests": n, "p50": pct(latencies, 0.5), "p99": pct(latencies, 0.99), "errors": errors}
+    return {"requests": n, "p50": percentile(latencies, 0.5), "p99": percentile(latencies, 0.99), "errors": errors}
 
 
 def main(argv: list[str] | None = None) -> int:

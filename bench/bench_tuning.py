@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.report import DEFAULT_PAGE, code_version, command_line, isolate, machine, write_section
+from bench.report import DEFAULT_PAGE, code_version, command_line, isolate, machine, percentile, write_section
 
 SPACE = {"learning_rate": {"type": "loguniform", "low": 1e-4, "high": 1e-1},
          "hidden_units": {"type": "choice", "options": [16, 32, 64, 128]},
@@ -97,10 +97,6 @@ def time_fmin(history: int, n: int) -> list[float]:
     return times
 
 
-def pct(values: list[float], q: float) -> float:
-    return sorted(values)[min(len(values) - 1, int(q * len(values)))]
-
-
 def overhead_table(history: int, ours: list[float], theirs: list[float]) -> str:
     med_ours, med_theirs = statistics.median(ours) * 1000, statistics.median(theirs) * 1000
     met = "met" if med_ours <= OVERHEAD_GOAL_MS else "NOT met"
@@ -108,9 +104,9 @@ def overhead_table(history: int, ours: list[float], theirs: list[float]) -> str:
         "| figure | value |",
         "|---|---|",
         f"| history | {history:,} finished trials |",
-        f"| elearn ask + start + tell, median / p95 per trial | **{med_ours:.1f} ms** / {pct(ours, .95) * 1000:.1f} ms "
+        f"| elearn ask + start + tell, median / p95 per trial | **{med_ours:.1f} ms** / {percentile(ours, .95) * 1000:.1f} ms "
         f"(goal <= {OVERHEAD_GOAL_MS:.0f} ms: {met}) |",
-        f"| hyperopt `fmin` in-process, median / p95 per trial | {med_theirs:.1f} ms / {pct(theirs, .95) * 1000:.1f} ms |",
+        f"| hyperopt `fmin` in-process, median / p95 per trial | {med_theirs:.1f} ms / {percentile(theirs, .95) * 1000:.1f} ms |",
         f"| **ratio** elearn / fmin | **{med_ours / med_theirs:.2f}** |",
     ])
 

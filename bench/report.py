@@ -23,6 +23,13 @@ def write_section(name: str, markdown: str, page: Path = DEFAULT_PAGE) -> Path:
     return page
 
 
+def percentile(values: list[float], q: float) -> float:
+    """The ``q`` quantile (0-1) of ``values``, nearest rank; NaN for no values."""
+    if not values:
+        return float("nan")
+    return sorted(values)[min(len(values) - 1, int(q * len(values)))]
+
+
 def machine(versions: dict[str, str] | None = None) -> str:
     """CPUs (as ``nproc`` counts them), memory (``free -g`` total), CPU model, OS, Python and
     the ``versions`` given (library name -> version)."""

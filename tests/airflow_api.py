@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -14,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.airflow_standalone import free_port
+from tests.airflow_standalone import free_port, stop_process_group
 from tests.conftest import VENV_BIN, elearn_env
 
 USERS = {"admin": ("admin", "admin-pw"), "viewer": ("viewer", "viewer-pw")}  # name -> (role, password)
@@ -66,10 +64,5 @@ def airflow_api_server(home: Path, timeout: float = 120):
             time.sleep(0.5)
         yield AirflowApi(url, env)
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop_process_group(proc, grace_s=20)
         log.close()

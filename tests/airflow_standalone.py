@@ -60,12 +60,18 @@ def airflow_standalone(workdir: Path, dag_files: list[Path], extra_env: dict | N
             time.sleep(2)
         yield url, home, env
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop_process_group(proc, grace_s=30)
         log.close()
+
+
+def stop_process_group(proc: subprocess.Popen, grace_s: float) -> None:
+    """SIGTERM an Airflow command started in a session of its own, SIGKILL its group if it lingers."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def trigger(url: str, dag_id: str, conf: dict | None = None) -> str:
