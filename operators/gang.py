@@ -43,7 +43,7 @@ class GangTrainingOperator(BaseOperator):
     Kubernetes; the local driver runs its workers inside the task.
     """
 
-    template_fields = ("job_args", "workers", "datastores")
+    template_fields = ("job_args", "workers", "datastores", "gpu", "team")
 
     def __init__(self, *, module: str, job_args: list | None = None, workers: int = 2,
                  datastores: dict | None = None, cpu: float = 1.0, memory: str = "2Gi", gpu: int = 0,
@@ -78,7 +78,7 @@ class GangTrainingOperator(BaseOperator):
         name = re.sub(r"[^a-z0-9-]+", "-", self.task_id.lower())[-52:].strip("-")  # group.task_id -> group-task-id
         return GangSpec(name=name, workers=int(self.workers),
                         module=self.module, args=tuple(str(a) for a in self.job_args),
-                        resources=Resources(cpu=self.cpu, memory=self.memory, gpu=self.gpu),
+                        resources=Resources(cpu=self.cpu, memory=self.memory, gpu=int(self.gpu)),
                         env=worker_env([resolve(name, int(sid) if sid not in (None, "") else None)
                                         for name, sid in self.datastores.items()]),
                         schedule_timeout_s=self.schedule_timeout_s, max_restarts=self.max_restarts,

@@ -32,6 +32,8 @@ KEYS: dict[str, tuple[str, str]] = {
     "spark_shuffle_partitions": ("4", "spark.sql.shuffle.partitions"),
     "compute_driver": ("local", "where gangs run: local (processes on this host) or kubernetes"),
     "local_slots": ("4", "gang worker slots on this host (local driver)"),
+    "local_gpus": ("auto", "GPUs this host lends to gangs (local driver): a number, or auto = what nvidia-smi "
+                           "lists; each GPU goes to one gang worker at a time"),
     "team_quotas": ("", "per-team limits on what running gangs hold, JSON: "
                         "{\"vision\": {\"gpu\": 8, \"cpu\": 64}, \"default\": {\"gpu\": 2}}; "
                         "a team without an entry uses \"default\"; empty = no limits"),

@@ -1,6 +1,6 @@
 """A tiny gang worker for driver tests: prints, optionally fails or sleeps.
 
-Modes: ok, fail (worker 1 exits 3 at once), sleep, flaky (worker 1 exits 3 on the first
+Modes: ok, fail (worker 1 exits 3 at once), sleep, hold (1.5 s), flaky (worker 1 exits 3 on the first
 attempt only), usage (reports resource use like a training program does).
 """
 
@@ -15,6 +15,7 @@ if __name__ == "__main__":
     tf_config = json.loads(os.environ["TF_CONFIG"])
     print(f"hello from {index} of {len(tf_config['cluster']['worker'])} threads={os.environ['OMP_NUM_THREADS']} "
           f"attempt={attempt}", flush=True)
+    print(f"gpus={os.environ.get('CUDA_VISIBLE_DEVICES')!r}", flush=True)
     mode = sys.argv[1] if len(sys.argv) > 1 else "ok"
     if mode == "usage":
         from elearn.compute.usage import UsageSampler
@@ -30,5 +31,7 @@ if __name__ == "__main__":
         sys.exit(3)
     if mode in ("fail", "sleep"):
         time.sleep(60)
+    if mode == "hold":  # a while, so that gangs started together overlap
+        time.sleep(1.5)
     with open(os.path.join(sys.argv[2], f"done-{index}"), "w") if len(sys.argv) > 2 else open(os.devnull, "w") as f:
         f.write("ok")

@@ -58,13 +58,57 @@ def test_stop_from_another_thread_tears_the_gang_down(elearn_home):
 def test_slots_are_all_or_nothing(tmp_path):
     pool = SlotPool(tmp_path / "slots.json", capacity=3)
     pool.acquire("a", 2, timeout_s=1)
-    with pytest.raises(GangTimeout, match="waited 0s for 2 free slots"):
+    with pytest.raises(GangTimeout, match="waited 0s: 1/3 local slots free, 2 needed"):
         pool.acquire("b", 2, timeout_s=0.2, poll_s=0.05)
     assert pool.in_use() == 2  # b took nothing while waiting
     pool.release("a")
     pool.acquire("b", 2, timeout_s=1)
     with pytest.raises(InvalidInput, match="needs 4 slots but this host has 3"):
         pool.acquire("c", 4, timeout_s=1)
+
+
+def test_gpus_are_reserved_with_the_slots_and_never_given_twice(tmp_path):
+    pool = SlotPool(tmp_path / "slots.json", capacity=8, gpus=4)
+    assert pool.acquire("a", 1, timeout_s=1, gpus=3) == [0, 1, 2]
+    held, why = pool.try_acquire("b", 1, gpus=2)
+    assert held is None and why == "1/4 local GPUs free, 2 needed"
+    assert pool.room(1, gpus=2) == (False, "1/4 local GPUs free, 2 needed")
+    assert pool.acquire("c", 1, timeout_s=1, gpus=1) == [3]
+    pool.release("a")
+    assert pool.acquire("b", 1, timeout_s=1, gpus=2) == [0, 1]
+    with pytest.raises(InvalidInput, match="needs 5 GPUs but this host has 4; .*AIRFLOW__ELEARN__LOCAL_GPUS"):
+        pool.try_acquire("d", 1, gpus=5)
+
+
+def test_two_gangs_at_once_get_disjoint_gpus(elearn_home, monkeypatch):
+    """A host pretending to have 4 GPUs: two 2-worker gangs of 1 GPU per worker run at the same
+    time, each worker sees one GPU, and no GPU is seen by two workers."""
+    monkeypatch.setenv("AIRFLOW__ELEARN__LOCAL_GPUS", "4")
+    gpu_spec = GangSpec(name="probe", workers=2, module=PROBE, args=("hold",), resources=Resources(cpu=1, gpu=1))
+    seen: dict[str, list[str]] = {"a": [], "b": []}
+    errors = []
+
+    def run(key):
+        try:
+            LocalDriver().run(gpu_spec, f"runs/{key}", seen[key].append)
+        except Exception as e:  # surfaced below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in seen]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    gpus = [line.split("gpus=")[1].strip("'") for lines in seen.values() for line in lines if "gpus=" in line]
+    assert sorted(gpus) == ["0", "1", "2", "3"]
+
+
+def test_a_gang_asking_more_gpus_than_the_host_has_is_refused(elearn_home, monkeypatch):
+    monkeypatch.setenv("AIRFLOW__ELEARN__LOCAL_GPUS", "1")
+    driver = LocalDriver()
+    with pytest.raises(InvalidInput, match="gang probe needs 2 GPUs but this host has 1"):
+        driver.has_room(GangSpec(name="probe", workers=2, module=PROBE, resources=Resources(cpu=1, gpu=1)))
 
 
 def test_reservations_of_dead_processes_are_dropped(tmp_path):

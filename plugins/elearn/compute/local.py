@@ -17,13 +17,14 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 
 from elearn import config
 from elearn.compute.driver import GangDriver, LineSink
 from elearn.compute.gang import GangResult, GangSpec
 from elearn.compute.slots import SlotPool
 from elearn.compute.worker import ENV_NUM_WORKERS, ENV_OBJECT_STORE, ENV_RUN_PREFIX, ENV_WORKER_INDEX
-from elearn.errors import GangFailed, InvalidInput
+from elearn.errors import ConfigError, GangFailed
 
 TAIL_LINES = 20
 STOP_GRACE_S = 10.0
@@ -41,6 +42,20 @@ def free_ports(n: int) -> list[int]:
         for s in socks:
             s.close()
     return ports
+
+
+def local_gpus() -> int:
+    """GPUs this host lends to gangs: ``local_gpus`` from the configuration, or what nvidia-smi lists."""
+    raw = config.get("local_gpus").strip().lower()
+    if raw in ("", "auto"):
+        return visible_gpus()
+    try:
+        count = int(raw)
+    except ValueError as e:
+        raise ConfigError(f"AIRFLOW__ELEARN__LOCAL_GPUS={raw!r} must be a whole number or auto") from e
+    if count < 0:
+        raise ConfigError(f"AIRFLOW__ELEARN__LOCAL_GPUS={count} must be 0 or more")
+    return count
 
 
 def visible_gpus() -> int:
@@ -73,37 +88,32 @@ class LocalDriver(GangDriver):
     name = "local"
 
     def has_room(self, spec: GangSpec) -> tuple[bool, str]:
-        if spec.workers > self.slots.capacity:
-            raise InvalidInput(f"gang {spec.name} needs {spec.workers} slots but this host has {self.slots.capacity}; "
-                               f"lower workers or raise AIRFLOW__ELEARN__LOCAL_SLOTS")
-        free = self.slots.capacity - self.slots.in_use()
-        return (True, "") if spec.workers <= free else (False, f"{free}/{self.slots.capacity} local slots free, "
-                                                               f"{spec.workers} needed")
+        gpus = spec.resources.gpu * spec.workers
+        self.slots.check_fits_ever(spec.name, spec.workers, gpus)
+        return self.slots.room(spec.workers, gpus)
 
     def __init__(self, slots: SlotPool | None = None):
-        self.slots = slots or SlotPool(config.elearn_home() / "slots" / "local.json", int(config.get("local_slots")))
+        self.slots = slots or SlotPool(config.elearn_home() / "slots" / "local.json", int(config.get("local_slots")),
+                                       gpus=local_gpus())
         self._procs: list[subprocess.Popen] = []
         self._lock = threading.Lock()
         self._stopped = False
 
     def run(self, spec: GangSpec, run_prefix: str, on_line: LineSink) -> GangResult:
-        key = f"{spec.name}-{os.getpid()}"
+        key = f"{spec.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"  # one reservation per gang, even in one process
         with self._lock:  # a fresh gang: the processes of an earlier attempt are gone
             if self._stopped:
                 raise GangFailed(f"gang {spec.name} was stopped before it started")
             self._procs = []
-        self.slots.acquire(key, spec.workers, spec.schedule_timeout_s)
+        held = self.slots.acquire(key, spec.workers, spec.schedule_timeout_s, gpus=spec.resources.gpu * spec.workers)
         started = time.monotonic()
         tails = [collections.deque(maxlen=TAIL_LINES) for _ in range(spec.workers)]
         pumps: list[threading.Thread] = []
         try:
             ports = free_ports(spec.workers)
-            n_gpu = visible_gpus() if spec.resources.gpu else 0
-            if n_gpu and n_gpu < spec.resources.gpu * spec.workers:
-                raise InvalidInput(f"gang {spec.name} needs {spec.resources.gpu * spec.workers} GPUs but this host "
-                                   f"has {n_gpu}; lower workers or gpu")
+            per = spec.resources.gpu
             for i in range(spec.workers):
-                gpus = list(range(i * spec.resources.gpu, (i + 1) * spec.resources.gpu)) if n_gpu else []
+                gpus = held[i * per:(i + 1) * per]  # the gang's own GPUs: no other gang holds them
                 cmd = [sys.executable, "-m", spec.module, *spec.args]
                 with self._lock:  # stop() sees every process it must kill
                     if self._stopped:

@@ -1,7 +1,10 @@
-"""All-or-nothing slot reservations on this host, shared by every process through a locked file.
+"""All-or-nothing reservations of worker slots and GPUs on this host, shared by every process
+through a locked file.
 
-A gang takes all W slots in one locked step or none, so two gangs can never each hold half
-of what they need. Reservations of dead processes are dropped when the file is read.
+A gang takes all W slots and all the GPUs its workers ask for in one locked step, or nothing,
+so two gangs can never each hold half of what they need, and a GPU is never given to two
+gangs at once: each reservation names the GPU indices it holds. Reservations of dead
+processes are dropped when the file is read.
 """
 
 from __future__ import annotations
@@ -27,9 +30,12 @@ def _alive(pid: int) -> bool:
 
 
 class SlotPool:
-    def __init__(self, path: Path, capacity: int):
+    """``capacity`` worker slots and ``gpus`` GPUs (indices ``0 … gpus-1``) of this host."""
+
+    def __init__(self, path: Path, capacity: int, gpus: int = 0):
         self.path = path
         self.capacity = capacity
+        self.gpus = gpus
         path.parent.mkdir(parents=True, exist_ok=True)
 
     @contextmanager
@@ -46,20 +52,44 @@ class SlotPool:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def acquire(self, key: str, count: int, timeout_s: float, poll_s: float = 0.5) -> None:
+    def check_fits_ever(self, key: str, count: int, gpus: int = 0) -> None:
+        """Raise ``InvalidInput`` when the request is larger than the whole host."""
         if count > self.capacity:
             raise InvalidInput(f"gang {key} needs {count} slots but this host has {self.capacity}; "
                                f"lower workers or raise AIRFLOW__ELEARN__LOCAL_SLOTS")
+        if gpus > self.gpus:
+            raise InvalidInput(f"gang {key} needs {gpus} GPUs but this host has {self.gpus}; lower workers or "
+                               f"gpu, or set AIRFLOW__ELEARN__LOCAL_GPUS if the host has more than NVML shows")
+
+    @staticmethod
+    def _free_gpus(data: dict, gpus: int, key: str) -> list[int]:
+        held = {g for k, v in data.items() if k != key for g in v.get("gpus", ())}
+        return [g for g in range(gpus) if g not in held]
+
+    def try_acquire(self, key: str, count: int, gpus: int = 0) -> tuple[list[int] | None, str]:
+        """Reserve ``count`` slots and ``gpus`` GPUs for ``key`` now, or nothing: ``(gpu indices, "")``,
+        or ``(None, why)`` when they are taken."""
+        self.check_fits_ever(key, count, gpus)
+        with self._locked() as data:
+            used = sum(v["count"] for k, v in data.items() if k != key)
+            free_gpus = self._free_gpus(data, self.gpus, key)
+            if used + count > self.capacity:
+                return None, f"{self.capacity - used}/{self.capacity} local slots free, {count} needed"
+            if gpus > len(free_gpus):
+                return None, f"{len(free_gpus)}/{self.gpus} local GPUs free, {gpus} needed"
+            data[key] = {"pid": os.getpid(), "count": count, "gpus": free_gpus[:gpus], "since": time.time()}
+            return free_gpus[:gpus], ""
+
+    def acquire(self, key: str, count: int, timeout_s: float, poll_s: float = 0.5, gpus: int = 0) -> list[int]:
+        """Wait up to ``timeout_s`` for ``try_acquire``; the GPU indices held, or ``GangTimeout``."""
         deadline = time.monotonic() + timeout_s
         while True:
-            with self._locked() as data:
-                used = sum(v["count"] for k, v in data.items() if k != key)
-                if used + count <= self.capacity:
-                    data[key] = {"pid": os.getpid(), "count": count, "since": time.time()}
-                    return
+            held, why = self.try_acquire(key, count, gpus)
+            if held is not None:
+                return held
             if time.monotonic() > deadline:
-                raise GangTimeout(f"gang {key} waited {timeout_s:.0f}s for {count} free slots "
-                                  f"({used}/{self.capacity} in use); retry later or raise the schedule timeout")
+                raise GangTimeout(f"gang {key} waited {timeout_s:.0f}s: {why}; retry later or raise the "
+                                  f"schedule timeout")
             time.sleep(poll_s)
 
     def release(self, key: str) -> None:
@@ -69,3 +99,14 @@ class SlotPool:
     def in_use(self) -> int:
         with self._locked() as data:
             return sum(v["count"] for v in data.values())
+
+    def room(self, count: int, gpus: int = 0) -> tuple[bool, str]:
+        """Whether ``count`` slots and ``gpus`` GPUs are free now (nothing reserved)."""
+        with self._locked() as data:
+            used = sum(v["count"] for v in data.values())
+            free_gpus = len(self._free_gpus(data, self.gpus, ""))
+        if used + count > self.capacity:
+            return False, f"{self.capacity - used}/{self.capacity} local slots free, {count} needed"
+        if gpus > free_gpus:
+            return False, f"{free_gpus}/{self.gpus} local GPUs free, {gpus} needed"
+        return True, ""
