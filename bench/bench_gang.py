@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import shutil
 import statistics
@@ -71,6 +70,7 @@ def build_datastore(sample: float) -> int:
 def train(workers: int, epochs: int, batch: int, tag: str) -> GangTiming:
     from elearn.compute import GangSpec, Resources
     from elearn.compute.local import LocalDriver
+    from elearn.compute.layout import RunLayout
     from elearn.compute.runner import GangRunner
     from elearn.objectstore import default_store
 
@@ -94,10 +94,11 @@ def train(workers: int, epochs: int, batch: int, tag: str) -> GangTiming:
     if len(first_steps) != workers:
         raise RuntimeError(f"saw {len(first_steps)} first-step lines for {workers} workers:\n" + "\n".join(lines[-30:]))
     store = default_store()
-    records = [json.loads(line) for line in store.get_bytes(f"{prefix}/worker-0/metrics.jsonl").decode().splitlines()]
+    layout = RunLayout(prefix)
+    records = layout.read_metrics(store, 0)
     later = [r for r in records if r["epoch"] > 1]
     steps_per_s = sum(r["steps"] for r in later) / sum(r["seconds"] for r in later)
-    metrics = store.get_json(f"{prefix}/model/metrics.json")
+    metrics = store.get_json(layout.model_metrics)
     return GangTiming(workers, max(first_steps) - start, steps_per_s, steps_per_s * batch, metrics["auc"], total)
 
 

@@ -117,6 +117,7 @@ def demo(trials: int, sample: float, epochs: int) -> tuple[dict[str, list[float]
     from bench.bench_gang import DATASTORE, build_datastore
     from elearn.compute import GangSpec, Resources
     from elearn.compute.local import LocalDriver
+    from elearn.compute.layout import RunLayout
     from elearn.compute.runner import GangRunner
     from elearn.objectstore import default_store
     from elearn.tuning import StudyConfig, ask, create_study, tell, trials_of
@@ -137,7 +138,7 @@ def demo(trials: int, sample: float, epochs: int) -> tuple[dict[str, list[float]
                                        prefix, lambda line: None)
             runner.wait_for_admission()
             runner.run()
-            value = default_store().get_json(f"{prefix}/model/metrics.json")["val_auc"]
+            value = default_store().get_json(RunLayout(prefix).model_metrics)["val_auc"]
             tell(t.id, "COMPLETED", value)
             print(f"{algorithm} trial {t.number}: {t.params} -> val_auc {value:.4f}", flush=True)
         best, running = [], -1.0

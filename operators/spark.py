@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-import re
-
 from airflow.sdk import BaseOperator
-
-
-def run_dir_name(run_id: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)
 
 
 class SparkPreprocessOperator(BaseOperator):
@@ -34,6 +28,8 @@ class SparkPreprocessOperator(BaseOperator):
         from operators.connections import export_aws_credentials
 
         export_aws_credentials()
+        from elearn.compute.layout import run_dir_name
+
         run_dir = config.load().staging_dir / self.dag_id / run_dir_name(context["run_id"])
         staged = run_dir / self.task_id
         inputs = local_inputs(default_store(), run_dir / "raw", self.raw_prefix)

@@ -9,8 +9,6 @@ as FAILED and its task still succeeds: the study, not the task, decides when fai
 
 from __future__ import annotations
 
-import threading
-
 from airflow.sdk import task, task_group
 
 from operators.gang import GangTrainingOperator
@@ -18,77 +16,75 @@ from operators.gang import GangTrainingOperator
 
 class TrialTrainingOperator(GangTrainingOperator):
     """One trial of a study as a gang: the trial's parameters become ``--name value`` arguments
-    after ``job_args``; per-epoch values of the study's metric (from the chief's metrics file)
-    are ingested while it runs, and the median stopping rule may stop it early."""
+    after ``job_args``. While the gang runs — in this task on the local driver, in the trigger on
+    Kubernetes — the chief's per-epoch values of the study's metric are stored on the trial and
+    the median stopping rule may stop it early (``elearn.tuning.monitor.TrialMonitor``)."""
 
     template_fields = (*GangTrainingOperator.template_fields, "trial")
 
-    def __init__(self, *, trial: dict, metric_poll_s: float = 2.0, **kwargs):
+    def __init__(self, *, trial: dict, **kwargs):
         super().__init__(**kwargs)
         self.trial = trial
-        self.metric_poll_s = metric_poll_s
-        self._stopped_early = ""
 
-    def _trial_args(self) -> list[str]:
+    def _job_args(self) -> list[str]:
         args = [str(a) for a in self.job_args]
         for name, value in self.trial["params"].items():
             args += [f"--{name.replace('_', '-')}", str(value)]
         return args
 
-    def execute(self, context):
+    def _monitor(self, run_prefix: str):
+        from elearn.tuning.monitor import TrialMonitor
+
+        return TrialMonitor(int(self.trial["id"]), self.trial["metric"], run_prefix)
+
+    def _runner(self, context, inputs, run_id=None, run_prefix=None):
         from elearn.tuning import start_trial
 
-        self.job_args = self._trial_args()
-        self.log.info("study %s, trial %d: %s", self.trial["study"], self.trial["number"], self.trial["params"])
-        self._gang = self._runner(context)
-        start_trial(self.trial["id"], self._gang.run_id, context["run_id"])
-        done = threading.Event()
-        watcher = threading.Thread(target=self._watch_metrics, args=(self._gang, done), daemon=True)
-        if self.driver.name == "local":  # the kubernetes path reads the metrics when the gang ends
-            watcher.start()
+        runner = super()._runner(context, inputs, run_id, run_prefix)
+        if run_id is None:  # a new gang for this trial (not one adopted or resumed)
+            self.log.info("study %s, trial %d: %s", self.trial["study"], self.trial["number"], self.trial["params"])
+            start_trial(self.trial["id"], runner.run_id, context["run_id"])
+        return runner
 
-        def run_gang():
-            try:
-                return super(TrialTrainingOperator, self).execute_gang(context, self._gang)
-            finally:  # the watcher stops before the trial is told (no two writers of its metrics)
-                done.set()
-                if watcher.is_alive():
-                    watcher.join(timeout=30)
+    def execute(self, context):
+        return self._as_trial(lambda: super(TrialTrainingOperator, self).execute(context))
 
-        return self._as_trial(run_gang)
+    def execute_admitted(self, context, **kwargs):
+        return self._as_trial(lambda: super(TrialTrainingOperator, self).execute_admitted(context, **kwargs))
 
-    def execute_admitted(self, context, event=None, run_id=None, deadline=None):
-        self.job_args = self._trial_args()
-        return self._as_trial(lambda: super(TrialTrainingOperator, self).execute_admitted(
-            context, event=event, run_id=run_id, deadline=deadline))
-
-    def execute_attempt_done(self, context, event=None, run_id=None, attempt=0):
-        self.job_args = self._trial_args()
-        return self._as_trial(lambda: super(TrialTrainingOperator, self).execute_attempt_done(
-            context, event=event, run_id=run_id, attempt=attempt))
+    def execute_attempt_done(self, context, **kwargs):
+        return self._as_trial(lambda: super(TrialTrainingOperator, self).execute_attempt_done(context, **kwargs))
 
     def _as_trial(self, run):
         """Run (part of) the gang; tell the study how the trial ended."""
-        from elearn.errors import GangFailed, GangTimeout
-        from elearn.tuning import tell
+        from airflow.sdk.exceptions import AirflowTaskTimeout
+
+        from elearn.errors import GangFailed, GangStopped, GangTimeout
+        from elearn.tuning import should_stop_early, tell
 
         metric, trial_id = self.trial["metric"], self.trial["id"]
         try:
             result = run()
+        except GangStopped as e:
+            monitor = self._gang.monitor
+            last = monitor.ingest()
+            stop, why = should_stop_early(trial_id)
+            if stop and last:  # stopped by the median rule, with a value to report
+                value = last[max(last)]
+                tell(trial_id, "STOPPED", value, error=why)
+                self.log.info("trial %d stopped early at %s=%.4f: %s", self.trial["number"], metric, value, why)
+                return {"trial": self.trial, "state": "STOPPED", "value": value}
+            tell(trial_id, "FAILED", error=e.message)
+            raise
         except (GangFailed, GangTimeout) as e:
-            if self._stopped_early:
-                last = self._ingest(self._gang.run_prefix)
-                value = last.get(max(last)) if last else None
-                if value is not None:
-                    tell(trial_id, "STOPPED", value, error=self._stopped_early)
-                    self.log.info("trial %d stopped early at %s=%.4f: %s", self.trial["number"], metric, value,
-                                  self._stopped_early)
-                    return {"trial": self.trial, "state": "STOPPED", "value": value}
             tell(trial_id, "FAILED", error=e.message)
             self.log.error("trial %d FAILED (recorded in the study; the study goes on): %s",
                            self.trial["number"], e.message)
             return {"trial": self.trial, "state": "FAILED", "error": e.message}
-        self._ingest(result["run_prefix"])
+        except AirflowTaskTimeout as e:
+            tell(trial_id, "FAILED", error=f"the task's execution_timeout ran out: {e}")
+            raise
+        self._gang.monitor.ingest()
         value = result["metrics"].get(metric)
         if value is None:
             tell(trial_id, "FAILED", error=f"the trial's metrics.json has no {metric!r}: {sorted(result['metrics'])}")
@@ -96,37 +92,6 @@ class TrialTrainingOperator(GangTrainingOperator):
         tell(trial_id, "COMPLETED", float(value), result={**result, "trial_params": self.trial["params"]})
         self.log.info("trial %d COMPLETED: %s=%.4f", self.trial["number"], metric, value)
         return {**result, "trial": self.trial, "state": "COMPLETED", "value": value}
-
-    def _ingest(self, run_prefix: str) -> dict[int, float]:
-        """The chief's per-epoch values of the metric, stored on the trial; epoch -> value."""
-        import json
-
-        from elearn.objectstore import default_store
-        from elearn.tuning import report_epochs
-
-        store, key = default_store(), f"{run_prefix}/worker-0/metrics.jsonl"
-        if not store.exists(key):
-            return {}
-        records = [json.loads(line) for line in store.get_bytes(key).decode().splitlines() if line.strip()]
-        values = {int(r["epoch"]): float(r[self.trial["metric"]]) for r in records if self.trial["metric"] in r}
-        report_epochs(self.trial["id"], values)
-        return values
-
-    def _watch_metrics(self, gang, done: threading.Event) -> None:
-        from elearn.tuning import should_stop_early
-
-        while not done.wait(self.metric_poll_s):
-            try:
-                self._ingest(gang.run_prefix)
-                stop, why = should_stop_early(self.trial["id"])
-            except Exception:  # a hiccup reading metrics must not end the trial
-                self.log.exception("reading trial metrics failed; trying again")
-                continue
-            if stop:
-                self._stopped_early = why
-                self.log.info("stopping trial %d early: %s", self.trial["number"], why)
-                gang.stop()
-                return
 
 
 @task

@@ -10,13 +10,47 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
+import time
+from datetime import datetime, timezone
+
+
+class PodLogs(dict):
+    """pod name -> its log (bytes), as the kubelet keeps it: each line stamped with the time it
+    was written, so the emulator answers ``timestamps`` and ``sinceSeconds`` as the API does.
+    Setting a pod's log to a longer text appends the new lines (stamped now)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stamped: dict[str, list[tuple[float, bytes]]] = {}
+
+    def __setitem__(self, name: str, text: bytes) -> None:
+        old = self.stamped.setdefault(name, [])
+        lines = text.splitlines()
+        if [line for _, line in old] != lines[:len(old)]:
+            old.clear()  # a different log: start again
+        now = time.time()
+        old.extend((now, line) for line in lines[len(old):])
+        super().__setitem__(name, text)
+
+    def answer(self, name: str, query: dict) -> bytes:
+        """The log of ``name`` as ``GET …/log`` with ``query`` returns it."""
+        since = float(query["sinceSeconds"]) if query.get("sinceSeconds") else None
+        now, out = time.time(), []
+        for at, line in self.stamped.get(name, []):
+            if since is not None and at < now - since:
+                continue
+            if query.get("timestamps") in ("true", "True", "1"):
+                stamp = datetime.fromtimestamp(at, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f") + "123Z"
+                line = stamp.encode() + b" " + line
+            out.append(line + b"\n")
+        return b"".join(out)
 
 
 class KubeEmulator:
     def __init__(self):
         self.loop = asyncio.new_event_loop()
         self.emu = self.url = self._stop = self._error = None
-        self.logs: dict[str, bytes] = {}  # pod name -> its log
+        self.logs = PodLogs()  # pod name -> its log
         self.server_version = self.version_info("37")
         self.scheduling_versions = ["v1beta1"]  # what discovery says scheduling.k8s.io serves
         self._ready = threading.Event()
@@ -39,7 +73,7 @@ class KubeEmulator:
         async with kmock.KubernetesEmulator() as emu, kmock.Server(emu, host="127.0.0.1") as server:
             for resource in ("v1/pods", "v1/services", "v1/nodes"):
                 emu.resources[resource] = {}  # lists of a resource with no object yet answer 404 otherwise
-            emu[kmock.subresource("log")] << (lambda req: self.logs.get(req.name, b""))
+            emu[kmock.subresource("log")] << (lambda req: self.logs.answer(req.name, dict(req.params)))
             # the client asks for "/version/" (with the slash); kmock's own answer is fixed at 1.26
             emu["get", re.compile(r"^/version/?$")] << (lambda req: self.server_version)
             emu["get", re.compile(r"^/apis/?$")] << (lambda req: self.api_groups())
@@ -107,3 +141,95 @@ class KubeEmulator:
             "apiVersion": "v1", "kind": "Node",
             "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, **(labels or {})}},
             "spec": {}, "status": {"allocatable": allocatable, "capacity": allocatable}}
+
+
+class FaultyProxy:
+    """A flaky API server on the wire: an HTTP proxy in front of the emulator that answers the
+    requests it is told to with 500, 429 (Retry-After: 1), a reset connection or silence (the
+    client's timeout), and forwards everything else unchanged. Runs on the emulator's loop."""
+
+    def __init__(self, kube: KubeEmulator):
+        self.kube = kube
+        self.url = None
+        self.faults: list[tuple[str, re.Pattern, str]] = []  # (method, path pattern, kind), each used once
+        self.injected: list[tuple[str, str, str]] = []
+        self.forwarded = 0
+        self.delays: list[tuple[str, re.Pattern, float]] = []
+
+    def delay(self, method: str, path: str, seconds: float) -> None:
+        """Every ``method`` request whose path matches ``path`` takes ``seconds`` longer (a busy server)."""
+        self.delays.append((method, re.compile(path), seconds))
+
+    def fail(self, method: str, path: str, kind: str, times: int = 1) -> None:
+        """The next ``times`` ``method`` requests whose path matches ``path`` get ``kind``:
+        500 | 429 | reset | timeout | lost (done by the server, then the connection reset)."""
+        self.faults += [(method, re.compile(path), kind)] * times
+
+    def start(self) -> "FaultyProxy":
+        ready = threading.Event()
+        asyncio.run_coroutine_threadsafe(self._serve(ready), self.kube.loop)
+        if not ready.wait(10):
+            raise RuntimeError("the faulty proxy did not start")
+        return self
+
+    async def _serve(self, ready: threading.Event) -> None:
+        import aiohttp
+        from aiohttp import web
+
+        session = aiohttp.ClientSession()
+
+        async def handle(request: web.Request) -> web.StreamResponse:
+            for n, (method, pattern, kind) in enumerate(self.faults):
+                if method == request.method and pattern.search(request.path):
+                    del self.faults[n]
+                    self.injected.append((request.method, request.path, kind))
+                    if kind == "500":
+                        return web.json_response({"kind": "Status", "code": 500, "message": "etcd is busy"}, status=500)
+                    if kind == "429":
+                        return web.json_response({"kind": "Status", "code": 429, "message": "slow down"}, status=429,
+                                                 headers={"Retry-After": "1"})
+                    if kind == "timeout":
+                        await asyncio.sleep(3)
+                        return web.Response(status=504)
+                    if kind == "lost":  # the server did it, the answer never arrived
+                        body = await request.read()
+                        async with session.request(request.method, self.kube.url.rstrip("/") + request.path_qs,
+                                                   data=body, headers={k: v for k, v in request.headers.items()
+                                                                       if k.lower() != "host"}) as r:
+                            await r.read()
+                    request.transport.close()  # reset
+                    return web.Response(status=500)
+            for method, pattern, seconds in self.delays:
+                if method == request.method and pattern.search(request.path):
+                    await asyncio.sleep(seconds)
+            self.forwarded += 1
+            body = await request.read()
+            async with session.request(request.method, self.kube.url.rstrip("/") + request.path_qs, data=body,
+                                       headers={k: v for k, v in request.headers.items() if k.lower() != "host"}) as r:
+                return web.Response(status=r.status, body=await r.read(),
+                                    headers={"Content-Type": r.headers.get("Content-Type", "application/json")})
+
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", handle)
+        runner = web.AppRunner(app)
+        self._closers = [session.close, runner.cleanup]
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        ready.set()
+
+    def api_client(self):
+        import kubernetes
+
+        cfg = kubernetes.client.Configuration(host=self.url)
+        cfg.retries = 0
+        return kubernetes.client.ApiClient(cfg)
+
+    def stop(self) -> None:
+        async def close():
+            for closer in self._closers:
+                await closer()
+
+        asyncio.run_coroutine_threadsafe(close(), self.kube.loop).result(10)

@@ -229,7 +229,7 @@ def main(argv=None) -> int:
                        steps=int(optimizer.iterations.numpy()), attempt=ctx.attempt)
         (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2, sort_keys=True))
         for path in sorted(out.iterdir()):
-            ctx.store.put_file(path, f"{ctx.run_prefix}/model/{path.name}")
+            ctx.store.put_file(path, f"{ctx.layout.model}/{path.name}")
     print(f"held-out auc={metrics['auc']:.4f} log_loss={metrics['log_loss']:.4f} "
           f"(base rate {metrics['base_rate']:.3f}, base log loss {metrics['base_log_loss']:.4f})", flush=True)
     return 0

@@ -40,6 +40,9 @@ KEYS: dict[str, tuple[str, str]] = {
     "gang_backend": ("volcano", "gang scheduling on Kubernetes: volcano, coscheduling, kueue, workload or builtin"),
     "k8s_namespace": ("elearn-training", "namespace where the kubernetes driver creates gang pods"),
     "worker_image": ("elearn/training-worker:latest", "image of gang workers on Kubernetes"),
+    "worker_secret": ("elearn-worker", "Secret in k8s_namespace that gang pods take their credentials from (envFrom: "
+                                       "AIRFLOW__ELEARN__DATABASE_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY); "
+                                       "empty = none. Nothing secret is ever written into a pod"),
     "proxy_port": ("8700", "port on 127.0.0.1 of the local release proxy (nginx) in front of the Bentos"),
 }
 
@@ -107,6 +110,7 @@ class ElearnConfig:
     gang_backend: str = "volcano"
     k8s_namespace: str = "elearn-training"
     worker_image: str = "elearn/training-worker:latest"
+    worker_secret: str = "elearn-worker"
     proxy_port: int = 8700
     extra: dict = field(default_factory=dict)
 
@@ -203,5 +207,6 @@ def load() -> ElearnConfig:
         gang_backend=get("gang_backend"),
         k8s_namespace=get("k8s_namespace"),
         worker_image=get("worker_image"),
+        worker_secret=get("worker_secret") if os.environ.get(ENV_PREFIX + "WORKER_SECRET") != "" else "",
         proxy_port=_int("proxy_port"),
     )

@@ -53,6 +53,13 @@ class GangFailed(ElearnError):
     code = "gang_failed"
 
 
+class GangStopped(GangFailed):
+    """A gang was stopped on purpose (on_kill, the early-stopping rule, the task's execution
+    timeout) and torn down; it is never restarted."""
+
+    code = "gang_stopped"
+
+
 class GangTimeout(ElearnError):
     code = "gang_timeout"
     http_status = 504

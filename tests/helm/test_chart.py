@@ -127,6 +127,7 @@ def test_training_namespace_enforces_the_restricted_pod_security_level(chart):
 
 def test_values_mirror_elearns_configuration_keys():
     handled_elsewhere = {"database_url": "database", "worker_image": "images.trainingWorker",
+                         "worker_secret": "training.workerSecret",
                          "proxy_port": "the local canary proxy: Kubernetes uses the Gateway API (serving)"}
     assert set(DEFAULTS["config"]) == set(elearn_config.KEYS) - set(handled_elsewhere)
     schema = json.loads((CHART / "values.schema.json").read_text())
@@ -170,9 +171,12 @@ def test_secrets_stay_out_of_the_configmap(chart):
                                    "s3Credentials": {"accessKeyId": "AKID", "secretAccessKey": "s3cr3t"}})
     text = json.dumps(one(objects, "ConfigMap"))
     assert "hunter2" not in text and "s3cr3t" not in text
-    assert one(objects, "Secret")["stringData"] == {
-        "AIRFLOW__ELEARN__DATABASE_URL": "postgresql://u:hunter2@db/e", "AWS_ACCESS_KEY_ID": "AKID",
-        "AWS_SECRET_ACCESS_KEY": "s3cr3t"}
+    secrets = {(s["metadata"]["namespace"], s["metadata"]["name"]): s["stringData"] for s in by_kind(objects, "Secret")}
+    inline = {"AIRFLOW__ELEARN__DATABASE_URL": "postgresql://u:hunter2@db/e", "AWS_ACCESS_KEY_ID": "AKID",
+              "AWS_SECRET_ACCESS_KEY": "s3cr3t"}
+    # Airflow's pods read the chart's Secret; gang pods the worker Secret in the training namespace
+    assert secrets == {(NAMESPACE, "elearn-secret"): inline, ("elearn-training", "elearn-worker"): inline}
+    assert one(objects, "ConfigMap")["data"]["AIRFLOW__ELEARN__WORKER_SECRET"] == "elearn-worker"
     # named Secrets are referenced, never copied: the chart then keeps none of its own
     assert not by_kind(chart.render("default"), "Secret")
 
@@ -210,7 +214,8 @@ def test_rbac_is_namespaced_narrow_and_bound_to_the_driver(chart, value_set):
                                   "name": role["metadata"]["name"]}
     groups = {g for r in role["rules"] for g in r["apiGroups"]}
     assert groups == {"", *{"volcano": ["scheduling.volcano.sh"], "coscheduling": ["scheduling.x-k8s.io"],
-                            "workload": ["scheduling.k8s.io"]}.get(value_set, [])}
+                            "workload": ["scheduling.k8s.io"],
+                            "builtin": ["coordination.k8s.io"]}.get(value_set, [])}
     cluster_roles = by_kind(objects, "ClusterRole")
     if value_set == "builtin":
         [cluster_role] = cluster_roles

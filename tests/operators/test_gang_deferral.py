@@ -3,7 +3,6 @@
 import asyncio
 import threading
 import time
-from types import SimpleNamespace
 
 import pytest
 from airflow.sdk.exceptions import TaskDeferred
@@ -11,35 +10,7 @@ from airflow.sdk.exceptions import TaskDeferred
 from elearn.compute import runs
 from elearn.errors import GangTimeout
 from tests.integration.test_kubernetes_driver import NS, run_through, wait_for_pods
-from tests.kube_emulator import KubeEmulator
-
-
-def make_op(**kw):
-    from airflow.sdk import DAG
-
-    from operators import GangTrainingOperator
-
-    with DAG("gang_deferral_dag", schedule=None):
-        return GangTrainingOperator(task_id="train", module="tests.unit.gang_probe", poll_interval_s=0.05, **kw)
-
-
-def context(try_number=1):
-    return {"run_id": "manual__deferral", "ti": SimpleNamespace(try_number=try_number)}
-
-
-def fire(trigger):
-    """Run a trigger to its one event, as the triggerer would (after a serialize round trip)."""
-    import importlib
-
-    path, kwargs = trigger.serialize()
-    module, name = path.rsplit(".", 1)
-    trigger = getattr(importlib.import_module(module), name)(**kwargs)
-
-    async def first():
-        async for event in trigger.run():
-            return event.payload
-
-    return asyncio.run(first())
+from tests.operators.gang_tasks import context, fire, make_op
 
 
 def test_a_gang_over_its_team_quota_defers_then_runs_when_quota_frees(elearn_home, monkeypatch, tmp_path):
@@ -51,7 +22,7 @@ def test_a_gang_over_its_team_quota_defers_then_runs_when_quota_frees(elearn_hom
     assert quota.admit(holder)[0]
     op = make_op(job_args=["ok", str(tmp_path)], team="vision", workers=2)
     with pytest.raises(TaskDeferred) as deferred:
-        op.execute(context())
+        op.execute(context(op=op))
     assert deferred.value.method_name == "execute_admitted"
     run_id = deferred.value.kwargs["run_id"]
     assert runs.get_run(run_id).state == "QUEUED"
@@ -61,7 +32,7 @@ def test_a_gang_over_its_team_quota_defers_then_runs_when_quota_frees(elearn_hom
     from elearn.objectstore import default_store
 
     default_store().put_json({"auc": 0.7}, "runs/gang_deferral_dag/manual__deferral/train/try-1/model/metrics.json")
-    result = getattr(op, deferred.value.method_name)(context(), event=event, **deferred.value.kwargs)
+    result = getattr(op, deferred.value.method_name)(context(op=op), event=event, **deferred.value.kwargs)
     assert result["metrics"] == {"auc": 0.7} and result["gang_run_id"] == run_id
     assert runs.get_run(run_id).state == "SUCCEEDED"
     assert sorted(p.name for p in tmp_path.glob("done-*")) == ["done-0", "done-1"]
@@ -76,32 +47,13 @@ def test_a_queued_gang_times_out_with_gang_timeout(elearn_home, monkeypatch):
     assert quota.admit(holder)[0]
     op = make_op(team="vision", workers=2, schedule_timeout_s=0.3)
     with pytest.raises(TaskDeferred) as deferred:
-        op.execute(context())
+        op.execute(context(op=op))
     event = fire(deferred.value.trigger)
     assert event["status"] == "timeout" and event["message"] == "team vision quota: cpu 2+2 > 2"
-    with pytest.raises(GangTimeout, match="was not admitted within 0s .*Airflow retries the task"):
-        op.execute_admitted(context(), event=event, **deferred.value.kwargs)
+    with pytest.raises(GangTimeout, match=r"waited 0s and was not admitted \(team vision quota: cpu 2\+2 > 2\); "
+                                          r"Airflow retries the task"):
+        op.execute_admitted(context(op=op), event=event, **deferred.value.kwargs)
     assert runs.get_run(deferred.value.kwargs["run_id"]).state == "TIMEOUT"
-
-
-@pytest.fixture
-def kube_config(elearn_home, monkeypatch, tmp_path):
-    """The kubernetes driver configured the way a user would: KUBECONFIG and AIRFLOW__ELEARN__*."""
-    emulator = KubeEmulator().start()
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(f"""apiVersion: v1
-kind: Config
-clusters: [{{name: emu, cluster: {{server: "{emulator.url}"}}}}]
-users: [{{name: me, user: {{token: t}}}}]
-contexts: [{{name: emu, context: {{cluster: emu, user: me}}}}]
-current-context: emu
-""")
-    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
-    monkeypatch.setenv("AIRFLOW__ELEARN__COMPUTE_DRIVER", "kubernetes")
-    monkeypatch.setenv("AIRFLOW__ELEARN__GANG_BACKEND", "volcano")
-    monkeypatch.setenv("AIRFLOW__ELEARN__K8S_NAMESPACE", NS)
-    yield emulator
-    emulator.stop()
 
 
 def test_a_kubernetes_gang_defers_restarts_as_a_whole_and_succeeds(kube_config):
@@ -110,7 +62,7 @@ def test_a_kubernetes_gang_defers_restarts_as_a_whole_and_succeeds(kube_config):
     kube = kube_config
     op = make_op(workers=2, max_restarts=1)
     with pytest.raises(TaskDeferred) as first:
-        op.execute(context())
+        op.execute(context(op=op))
     assert first.value.method_name == "execute_attempt_done"
     names = wait_for_pods(kube, 2)
     assert len(kube.live("scheduling.volcano.sh/v1beta1/podgroups")) == 1
@@ -126,7 +78,7 @@ def test_a_kubernetes_gang_defers_restarts_as_a_whole_and_succeeds(kube_config):
     assert kube.live() == []  # the trigger deleted the whole first attempt
 
     with pytest.raises(TaskDeferred) as second:  # restart: a new attempt with new names
-        op.execute_attempt_done(context(), event=event, **first.value.kwargs)
+        op.execute_attempt_done(context(op=op), event=event, **first.value.kwargs)
     assert second.value.kwargs["attempt"] == 1
     retry = wait_for_pods(kube, 2)
     assert not set(retry) & set(names)
@@ -134,7 +86,7 @@ def test_a_kubernetes_gang_defers_restarts_as_a_whole_and_succeeds(kube_config):
     event = fire(second.value.trigger)
     assert event["status"] == "succeeded"
     default_store().put_json({"auc": 0.71}, "runs/gang_deferral_dag/manual__deferral/train/try-1/model/metrics.json")
-    result = op.execute_attempt_done(context(), event=event, **second.value.kwargs)
+    result = op.execute_attempt_done(context(op=op), event=event, **second.value.kwargs)
     assert result["restarts"] == 1 and result["metrics"] == {"auc": 0.71}
     run = runs.get_run(result["gang_run_id"])
     assert run.state == "SUCCEEDED" and run.restart_count == 1 and run.driver == "kubernetes"
@@ -146,7 +98,7 @@ def test_killing_the_task_while_deferred_deletes_the_gang(kube_config):
     kube = kube_config
     op = make_op(workers=2)
     with pytest.raises(TaskDeferred) as deferred:
-        op.execute(context())
+        op.execute(context(op=op))
     wait_for_pods(kube, 2)
     assert len(kube.live()) == 4
     asyncio.run(deferred.value.trigger.on_kill())
@@ -157,11 +109,11 @@ def test_a_gang_never_scheduled_times_out_and_is_deleted(kube_config):
     kube = kube_config
     op = make_op(workers=2, schedule_timeout_s=0.5)
     with pytest.raises(TaskDeferred) as deferred:
-        op.execute(context())
+        op.execute(context(op=op))
     event = fire(deferred.value.trigger)
     assert event["status"] == "timeout" and "only 0 of 2 workers were running" in event["message"]
     assert kube.live() == []
     with pytest.raises(GangTimeout, match="only 0 of 2 workers were running after 0s"):
-        op.execute_attempt_done(context(), event=event, **deferred.value.kwargs)
+        op.execute_attempt_done(context(op=op), event=event, **deferred.value.kwargs)
     assert runs.get_run(deferred.value.kwargs["run_id"]).state == "TIMEOUT"
     time.sleep(0)

@@ -17,8 +17,7 @@ def op_for(trial, name, **kw):
     from operators.tuning import TrialTrainingOperator
 
     with DAG(f"trial_dag_{name}", schedule=None):
-        return TrialTrainingOperator(task_id="train", module="tests.unit.trial_probe", trial=trial, workers=1,
-                                     metric_poll_s=0.2, **kw)
+        return TrialTrainingOperator(task_id="train", module="tests.unit.trial_probe", trial=trial, workers=1, **kw)
 
 
 def trial_dict(t, study="s"):

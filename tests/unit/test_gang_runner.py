@@ -6,7 +6,7 @@ import pytest
 
 from elearn.compute import GangSpec, Resources, runs
 from elearn.compute.local import LocalDriver
-from elearn.compute.runner import GangRunner
+from elearn.compute.runner import GangRunner, Wait
 from elearn.errors import GangFailed, GangTimeout, QuotaExceeded
 
 PROBE = "tests.unit.gang_probe"
@@ -61,15 +61,14 @@ def test_stop_during_a_run_tears_down_and_never_restarts(elearn_home, tmp_path):
 def test_quota_a_gang_waits_for_its_team_and_never_exceeds_it(elearn_home, monkeypatch):
     monkeypatch.setenv("AIRFLOW__ELEARN__TEAM_QUOTAS", '{"vision": {"cpu": 3}, "default": {"gpu": 0}}')
     first = runner_for(spec("ok", team="vision"), prefix="runs/a")
-    assert first.try_admit() == (True, "")
+    assert first.admit() is None
     second = runner_for(spec("ok", team="vision"), prefix="runs/b")
-    ok, why = second.try_admit()
-    assert not ok and why == "team vision quota: cpu 2+2 > 3"
+    assert second.admit() == Wait("team vision quota: cpu 2+2 > 3")
     assert runs.get_run(second.run_id).state == "QUEUED"
     other_team = runner_for(spec("ok", team="speech", resources=Resources(cpu=1)), prefix="runs/c")
-    assert other_team.try_admit() == (True, "")  # "default" limits GPUs only
+    assert other_team.admit() is None  # "default" limits GPUs only
     first.run()  # finishing releases the team's cpus
-    assert second.try_admit() == (True, "")
+    assert second.admit() is None
 
 
 def test_quota_a_gang_larger_than_the_quota_fails_at_once(elearn_home, monkeypatch):
@@ -88,18 +87,18 @@ def test_quota_a_dead_owners_lease_gives_the_quota_back(elearn_home, monkeypatch
 
     monkeypatch.setenv("AIRFLOW__ELEARN__TEAM_QUOTAS", '{"vision": {"cpu": 2}}')
     crashed = runner_for(spec("ok", team="vision"), prefix="runs/a")
-    assert crashed.try_admit()[0]
+    assert crashed.admit() is None
     waiting = runner_for(spec("ok", team="vision"), prefix="runs/b")
-    assert not waiting.try_admit()[0]
+    assert isinstance(waiting.admit(), Wait)
     with session_scope() as s:  # its owner died: nobody renews the lease
         s.execute(update(SqlGangRun).where(SqlGangRun.id == crashed.run_id)
                   .values(lease_expires_at=runs.now() - timedelta(seconds=1)))
-    assert waiting.try_admit() == (True, "")
+    assert waiting.admit() is None
 
 
 def test_waiting_for_admission_times_out_with_a_clear_error(elearn_home, monkeypatch):
     monkeypatch.setenv("AIRFLOW__ELEARN__TEAM_QUOTAS", '{"vision": {"cpu": 2}}')
-    assert runner_for(spec("ok", team="vision"), prefix="runs/a").try_admit()[0]
+    assert runner_for(spec("ok", team="vision"), prefix="runs/a").admit() is None
     lines = []
     late = runner_for(spec("ok", team="vision", schedule_timeout_s=0.5), lines, prefix="runs/b")
     with pytest.raises(GangTimeout, match=r"waited 0s and was not admitted \(team vision quota: cpu 2\+2 > 2\)"):

@@ -34,7 +34,8 @@ class GangSpec:
     down with ``GangTimeout``. ``max_restarts``: gang restarts (from the last checkpoint) after
     a worker fails. ``team`` is charged for the gang's GPUs/CPUs against its quota; ``queue``
     is the scheduler queue on Kubernetes (defaults to the team). ``node_selector`` and
-    ``tolerations`` are copied into every worker pod.
+    ``tolerations`` are copied into every worker pod. ``labels`` go on every object of the gang
+    on Kubernetes (the lifecycle adds the gang run's id and the attempt).
     """
 
     name: str
@@ -50,6 +51,7 @@ class GangSpec:
     queue: str | None = None
     node_selector: dict[str, str] = field(default_factory=dict)
     tolerations: tuple[dict, ...] = ()
+    labels: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
         if not NAME_RE.match(self.name):
@@ -90,3 +92,31 @@ class GangResult:
     run_prefix: str
     seconds: float
     exit_codes: list[int]
+
+
+ATTEMPT_ENDS = ("succeeded", "failed", "timeout", "stopped")
+
+
+@dataclass(frozen=True)
+class AttemptEnd:
+    """How one attempt of a gang ended, as a driver saw it.
+
+    ``status``: succeeded; failed (a worker failed: ``message`` has its last lines); timeout
+    (not every worker was running within the schedule timeout); stopped (someone stopped it:
+    on_kill, the early-stopping rule, the task's execution timeout). ``seconds`` from start to end.
+    """
+
+    status: str
+    message: str = ""
+    seconds: float = 0.0
+
+    def __post_init__(self):
+        if self.status not in ATTEMPT_ENDS:
+            raise ValueError(f"attempt status {self.status!r} is not one of {ATTEMPT_ENDS}")
+
+    def to_dict(self) -> dict:
+        return {"status": self.status, "message": self.message, "seconds": self.seconds}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "AttemptEnd":
+        return cls(d["status"], d.get("message", ""), float(d.get("seconds", 0.0)))

@@ -18,6 +18,7 @@ and, depending on the gang backend, the group object the scheduler admits all-or
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import re
@@ -44,10 +45,19 @@ GANG_NAME_LABEL = "elearn.io/gang-name"
 TEAM_LABEL = "elearn.io/team"
 WORKER_INDEX_LABEL = "elearn.io/worker-index"
 GPU_RESOURCE = "nvidia.com/gpu"
-CONTAINER_NAME = "worker"
+ATTEMPT_LABEL = "elearn.io/attempt"
+GANG_RUN_LABEL = "elearn.io/gang-run"
+HANDLE_ANNOTATION = "elearn.io/gang-handle"  # what adopting the gang again needs (refs, size, times)
+CONTAINER_NAME = "base"  # KubernetesPodOperator's base container: the one whose logs it reads
 PORT_NAME = "worker"
 WORKER_UID = 1000
 TERMINATION_GRACE_S = 10  # as the local driver's STOP_GRACE_S: a gang is torn down quickly
+# What a gang task passes to KubernetesPodOperator unless the user gives their own: a worker
+# that meets the "restricted" Pod Security level, needs no API token and stops quickly.
+POD_SECURITY_CONTEXT = {"runAsNonRoot": True, "runAsUser": WORKER_UID, "runAsGroup": WORKER_UID,
+                        "seccompProfile": {"type": "RuntimeDefault"}}
+CONTAINER_SECURITY_CONTEXT = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+                              "runAsNonRoot": True}
 
 # volcano.sh/apis pkg/apis/scheduling/v1beta1/labels.go: KubeGroupNameAnnotationKey
 VOLCANO_GROUP_ANNOTATION = "scheduling.k8s.io/group-name"
@@ -84,18 +94,30 @@ class GangObjects:
         return [(o["apiVersion"], o["kind"], o["metadata"]["name"]) for o in self.in_creation_order()]
 
 
-def build_gang(spec: GangSpec, *, gang_id: str, namespace: str, backend: str, image: str,
+def build_gang(spec: GangSpec, *, gang_id: str, namespace: str, backend: str, image: str | None,
                env: dict[str, str], port: int = 2222, placement: list[str] | None = None,
                service_account: str | None = None, priority_class: str | None = None,
-               scheduler_name: str | None = None) -> GangObjects:
+               scheduler_name: str | None = None, base_pod: dict | None = None,
+               labels: dict[str, str] | None = None, annotations: dict[str, str] | None = None,
+               env_from_secret: str | None = None) -> GangObjects:
     """Build the objects for one attempt of ``spec`` on Kubernetes.
 
+    Every worker pod is ``base_pod`` (what KubernetesPodOperator builds from the task's
+    arguments, as the API's camelCase dict) plus only the gang fields: name, hostname and
+    subdomain of the headless Service, the backend's group label/annotation and scheduler,
+    ``TF_CONFIG`` and the worker identity in the environment, the worker port, GPU limits
+    (and CPU/memory requests the base left out), the gang's labels and ``annotations``.
+    Without ``base_pod`` a hardened worker pod of ``image`` is the base (``base_worker_pod``).
+
     ``gang_id`` is unique per attempt (e.g. ``f"{spec.name}-{short hash}"``), a DNS-1035
-    label of at most 52 characters. ``env`` (object store, run prefix, credentials …) is added
-    to ``spec.env``; the worker identity, ``TF_CONFIG`` and thread counts are set here and win.
+    label of at most 52 characters. ``env`` (object store, run prefix …) is added to
+    ``spec.env``; the worker identity, ``TF_CONFIG`` and thread counts are set here and win.
+    ``labels`` go on every object. ``env_from_secret`` names a Secret the workers take
+    credentials from (``envFrom``): nothing secret is ever written into a pod.
     ``placement`` (W node names from elearn's admission) is required by, and only allowed
     for, the ``builtin`` backend. ``scheduler_name`` overrides the backend's scheduler
-    (``volcano``, ``scheduler-plugins-scheduler``, else the default scheduler).
+    (``volcano``, ``scheduler-plugins-scheduler``, else the default scheduler); a scheduler
+    the base pod names wins over the backend's.
 
     Raises ``InvalidInput`` for a bad id, namespace, port, memory quantity, env or placement,
     and ``ConfigError`` for an unknown backend.
@@ -109,24 +131,33 @@ def build_gang(spec: GangSpec, *, gang_id: str, namespace: str, backend: str, im
         raise InvalidInput(f"namespace {namespace!r} is not a valid Kubernetes namespace name")
     if not 1 <= port <= 65535:
         raise InvalidInput(f"gang {gang_id}: port {port} must be between 1 and 65535")
-    if not image:
-        raise InvalidInput(f"gang {gang_id}: the kubernetes driver needs a worker image")
+    if base_pod is None:
+        if not image:
+            raise InvalidInput(f"gang {gang_id}: the kubernetes driver needs a worker image")
+        base_pod = base_worker_pod(image, service_account=service_account, priority_class=priority_class,
+                                   env_from_secret=env_from_secret, node_selector=spec.node_selector,
+                                   tolerations=spec.tolerations)
+    if not _containers(base_pod) or not (_containers(base_pod)[0].get("image") or image):
+        raise InvalidInput(f"gang {gang_id}: the worker pod has no container image; give the task an image "
+                           f"(or set worker_image)")
     bad_env = sorted(k for k, v in env.items() if not isinstance(v, str))
     if bad_env:
         raise InvalidInput(f"gang {gang_id}: environment values must be strings ({', '.join(bad_env)})")
     _check_placement(spec, gang_id, backend, placement)
     memory = _memory(spec, gang_id)
 
-    scheduler = scheduler_name or DEFAULT_SCHEDULER.get(backend)
+    scheduler = (base_pod.get("spec") or {}).get("schedulerName") or scheduler_name or DEFAULT_SCHEDULER.get(backend)
     hosts = [f"{gang_id}-{i}.{gang_id}.{namespace}.svc:{port}" for i in range(spec.workers)]
+    common = {**_labels(spec, gang_id), **(labels or {})}
     pods = []
     for i in range(spec.workers):
-        pod = _worker_pod(spec, i, gang_id=gang_id, namespace=namespace, image=image, env=env, port=port,
-                          hosts=hosts, memory=memory, service_account=service_account,
-                          priority_class=priority_class, scheduler=scheduler)
+        pod = _worker_pod(base_pod, spec, i, gang_id=gang_id, namespace=namespace, image=image, env=env, port=port,
+                          hosts=hosts, memory=memory, scheduler=scheduler, labels=common,
+                          annotations=annotations or {})
         _join_group(pod, spec, gang_id, backend, placement[i] if placement else None)
         pods.append(pod)
 
+    priority_class = priority_class or (base_pod.get("spec") or {}).get("priorityClassName")
     workload, group = None, None
     if backend == "volcano":
         group = _volcano_pod_group(spec, gang_id, namespace, memory, priority_class)
@@ -134,8 +165,38 @@ def build_gang(spec: GangSpec, *, gang_id: str, namespace: str, backend: str, im
         group = _coscheduling_pod_group(spec, gang_id, namespace, memory)
     elif backend == "workload":
         workload, group = _workload_and_pod_group(spec, gang_id, namespace, priority_class)
-    return GangObjects(group=group, service=_headless_service(spec, gang_id, namespace, port),
-                       pods=pods, workload=workload)
+    for obj in (workload, group):
+        if obj is not None:
+            obj["metadata"]["labels"] = dict(common)
+    service = _headless_service(spec, gang_id, namespace, port)
+    service["metadata"]["labels"] = dict(common)
+    return GangObjects(group=group, service=service, pods=pods, workload=workload)
+
+
+def base_worker_pod(image: str, *, service_account: str | None = None, priority_class: str | None = None,
+                    env_from_secret: str | None = None, node_selector: dict | None = None,
+                    tolerations=()) -> dict:
+    """The worker pod a gang task's default KubernetesPodOperator arguments give (for gangs
+    started outside a task, e.g. ``elearn model reproduce``)."""
+    container = {"name": CONTAINER_NAME, "image": image, "securityContext": dict(CONTAINER_SECURITY_CONTEXT)}
+    if env_from_secret:
+        container["envFrom"] = [{"secretRef": {"name": env_from_secret}}]
+    pod_spec = {"restartPolicy": "Never", "containers": [container],
+                "terminationGracePeriodSeconds": TERMINATION_GRACE_S, "automountServiceAccountToken": False,
+                "securityContext": dict(POD_SECURITY_CONTEXT)}
+    if node_selector:
+        pod_spec["nodeSelector"] = dict(node_selector)
+    if tolerations:
+        pod_spec["tolerations"] = [dict(t) for t in tolerations]
+    if service_account:
+        pod_spec["serviceAccountName"] = service_account
+    if priority_class:
+        pod_spec["priorityClassName"] = priority_class
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {}, "spec": pod_spec}
+
+
+def _containers(pod: dict) -> list[dict]:
+    return (pod.get("spec") or {}).get("containers") or []
 
 
 def workload_api_supported(server_minor: int, served_versions: list[str]) -> None:
@@ -201,9 +262,30 @@ def _labels(spec: GangSpec, gang_id: str) -> dict[str, str]:
     return {MANAGED_BY: "elearn", GANG_LABEL: gang_id, GANG_NAME_LABEL: spec.name, TEAM_LABEL: spec.team}
 
 
-def _worker_pod(spec: GangSpec, index: int, *, gang_id: str, namespace: str, image: str, env: dict[str, str],
-                port: int, hosts: list[str], memory: str, service_account: str | None,
-                priority_class: str | None, scheduler: str | None) -> dict:
+def _worker_pod(base: dict, spec: GangSpec, index: int, *, gang_id: str, namespace: str, image: str | None,
+                env: dict[str, str], port: int, hosts: list[str], memory: str, scheduler: str | None,
+                labels: dict[str, str], annotations: dict[str, str]) -> dict:
+    """``base`` plus the gang fields of worker ``index`` (a deep copy; ``base`` is not changed)."""
+    pod = copy.deepcopy(base)
+    pod.setdefault("apiVersion", "v1")
+    pod.setdefault("kind", "Pod")
+    meta = pod.setdefault("metadata", {})
+    meta["name"], meta["namespace"] = f"{gang_id}-{index}", namespace
+    meta["labels"] = {**(meta.get("labels") or {}), **labels, WORKER_INDEX_LABEL: str(index)}
+    meta["annotations"] = {**(meta.get("annotations") or {}), **annotations}
+    pod_spec = pod.setdefault("spec", {})
+    # A failed worker fails the gang, which elearn restarts as a whole from its checkpoint;
+    # the kubelet restarting one worker would rejoin a cluster that no longer exists.
+    pod_spec["restartPolicy"] = "Never"
+    pod_spec["hostname"], pod_spec["subdomain"] = f"{gang_id}-{index}", gang_id
+    if scheduler:
+        pod_spec["schedulerName"] = scheduler
+    container = pod_spec["containers"][0]
+    if not container.get("image"):
+        container["image"] = image
+    if not container.get("command") and not container.get("args"):
+        container["command"] = spec.command
+
     threads = str(max(1, int(spec.resources.cpu)))
     worker_env = {**spec.env, **env}
     worker_env.update({
@@ -212,51 +294,25 @@ def _worker_pod(spec: GangSpec, index: int, *, gang_id: str, namespace: str, ima
         "TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": threads,
         "PYTHONUNBUFFERED": "1",
     })
-    amount = {"cpu": _cpu(spec.resources.cpu), "memory": memory}
+    resources = container.setdefault("resources", {})
+    requests, limits = resources.setdefault("requests", {}), resources.setdefault("limits", {})
+    for name, amount in (("cpu", _cpu(spec.resources.cpu)), ("memory", memory)):
+        if name not in requests and name not in limits:  # the task's container_resources win
+            requests[name] = limits[name] = amount
     if spec.resources.gpu:
         # Whole GPUs, never shared: extended resources need requests == limits.
-        amount[GPU_RESOURCE] = str(spec.resources.gpu)
+        requests[GPU_RESOURCE] = limits[GPU_RESOURCE] = str(spec.resources.gpu)
     else:
+        requests.pop(GPU_RESOURCE, None)
+        limits.pop(GPU_RESOURCE, None)
         # A CPU worker landing on a GPU node must not use a GPU it was not given (images
         # built on CUDA bases expose every device unless told otherwise).
         worker_env["CUDA_VISIBLE_DEVICES"] = ""
-    container = {
-        "name": CONTAINER_NAME, "image": image, "command": spec.command,
-        "env": [{"name": k, "value": v} for k, v in worker_env.items()],
-        "ports": [{"name": PORT_NAME, "containerPort": port, "protocol": "TCP"}],
-        "resources": {"requests": dict(amount), "limits": dict(amount)},
-        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
-                            "runAsNonRoot": True},
-    }
-    pod_spec = {
-        # A failed worker fails the gang, which elearn restarts as a whole from its checkpoint;
-        # the kubelet restarting one worker would rejoin a cluster that no longer exists.
-        "restartPolicy": "Never",
-        "hostname": f"{gang_id}-{index}", "subdomain": gang_id,
-        "containers": [container],
-        "terminationGracePeriodSeconds": TERMINATION_GRACE_S,
-        # Workers never call the Kubernetes API, and per-service env vars are only noise.
-        "automountServiceAccountToken": False, "enableServiceLinks": False,
-        # A fixed non-root uid (the worker image's user, images/), so runAsNonRoot holds for any image.
-        "securityContext": {"runAsNonRoot": True, "runAsUser": WORKER_UID, "runAsGroup": WORKER_UID,
-                            "seccompProfile": {"type": "RuntimeDefault"}},
-    }
-    if spec.node_selector:
-        pod_spec["nodeSelector"] = dict(spec.node_selector)
-    if spec.tolerations:
-        pod_spec["tolerations"] = [dict(t) for t in spec.tolerations]
-    if service_account:
-        pod_spec["serviceAccountName"] = service_account
-    if priority_class:
-        pod_spec["priorityClassName"] = priority_class
-    if scheduler:
-        pod_spec["schedulerName"] = scheduler
-    return {
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": f"{gang_id}-{index}", "namespace": namespace,
-                     "labels": {**_labels(spec, gang_id), WORKER_INDEX_LABEL: str(index)}, "annotations": {}},
-        "spec": pod_spec,
-    }
+    theirs = [e for e in container.get("env") or [] if e.get("name") not in worker_env]
+    container["env"] = theirs + [{"name": k, "value": v} for k, v in worker_env.items()]
+    ports = [p for p in container.get("ports") or [] if p.get("containerPort") != port and p.get("name") != PORT_NAME]
+    container["ports"] = ports + [{"name": PORT_NAME, "containerPort": port, "protocol": "TCP"}]
+    return pod
 
 
 def _join_group(pod: dict, spec: GangSpec, gang_id: str, backend: str, node: str | None) -> None:
@@ -285,8 +341,8 @@ def _join_group(pod: dict, spec: GangSpec, gang_id: str, backend: str, node: str
         pod_spec["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
             "nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node]}]}],
         }}}
-    if not meta["annotations"]:
-        del meta["annotations"]
+    if not meta.get("annotations"):
+        meta.pop("annotations", None)
 
 
 def _headless_service(spec: GangSpec, gang_id: str, namespace: str, port: int) -> dict:

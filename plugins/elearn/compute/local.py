@@ -2,7 +2,8 @@
 
 Workers are started with ``Popen`` (never forked from a process that holds a JVM or
 TensorFlow), each in its own process group, with thread counts set to its CPU request.
-The driver waits in-process; any worker failing tears the whole gang down.
+The workers live and die with the caller (the task waits in-process); any worker failing
+tears the whole gang down. Slots and GPUs come from a host-wide pool (``SlotPool``).
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ import sys
 import threading
 import time
 import uuid
+from dataclasses import dataclass, field
 
 from elearn import config
 from elearn.compute.driver import GangDriver, LineSink
-from elearn.compute.gang import GangResult, GangSpec
+from elearn.compute.gang import AttemptEnd, GangSpec
 from elearn.compute.slots import SlotPool
 from elearn.compute.worker import ENV_NUM_WORKERS, ENV_OBJECT_STORE, ENV_RUN_PREFIX, ENV_WORKER_INDEX
-from elearn.errors import ConfigError, GangFailed
+from elearn.errors import ConfigError, GangStopped
 
 TAIL_LINES = 20
 STOP_GRACE_S = 10.0
@@ -84,31 +86,51 @@ def worker_env(spec: GangSpec, index: int, ports: list[int], run_prefix: str, gp
     return env
 
 
+@dataclass
+class LocalAttempt:
+    """The processes of one attempt on this host."""
+
+    spec: GangSpec
+    key: str  # the slot reservation
+    procs: list = field(default_factory=list)
+    pumps: list = field(default_factory=list)
+    tails: list = field(default_factory=list)
+
+
 class LocalDriver(GangDriver):
     name = "local"
+
+    def __init__(self, slots: SlotPool | None = None):
+        self.slots = slots or SlotPool(config.elearn_home() / "slots" / "local.json", int(config.get("local_slots")),
+                                       gpus=local_gpus())
+        self._attempts: list[LocalAttempt] = []
+        self._lock = threading.Lock()
+        self._stopped = False
+
+    @property
+    def _procs(self) -> list[subprocess.Popen]:
+        """Every worker process this driver started (tests check they are gone)."""
+        with self._lock:
+            return [p for a in self._attempts for p in a.procs]
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
 
     def has_room(self, spec: GangSpec) -> tuple[bool, str]:
         gpus = spec.resources.gpu * spec.workers
         self.slots.check_fits_ever(spec.name, spec.workers, gpus)
         return self.slots.room(spec.workers, gpus)
 
-    def __init__(self, slots: SlotPool | None = None):
-        self.slots = slots or SlotPool(config.elearn_home() / "slots" / "local.json", int(config.get("local_slots")),
-                                       gpus=local_gpus())
-        self._procs: list[subprocess.Popen] = []
-        self._lock = threading.Lock()
-        self._stopped = False
-
-    def run(self, spec: GangSpec, run_prefix: str, on_line: LineSink) -> GangResult:
-        key = f"{spec.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"  # one reservation per gang, even in one process
-        with self._lock:  # a fresh gang: the processes of an earlier attempt are gone
+    def start(self, spec: GangSpec, run_prefix: str, attempt: int, on_line: LineSink) -> LocalAttempt:
+        handle = LocalAttempt(spec, key=f"{spec.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}",  # one per gang
+                              tails=[collections.deque(maxlen=TAIL_LINES) for _ in range(spec.workers)])
+        with self._lock:
             if self._stopped:
-                raise GangFailed(f"gang {spec.name} was stopped before it started")
-            self._procs = []
-        held = self.slots.acquire(key, spec.workers, spec.schedule_timeout_s, gpus=spec.resources.gpu * spec.workers)
-        started = time.monotonic()
-        tails = [collections.deque(maxlen=TAIL_LINES) for _ in range(spec.workers)]
-        pumps: list[threading.Thread] = []
+                raise GangStopped(f"gang {spec.name} was stopped before it started")
+            self._attempts.append(handle)
+        held = self.slots.acquire(handle.key, spec.workers, spec.schedule_timeout_s,
+                                  gpus=spec.resources.gpu * spec.workers)
         try:
             ports = free_ports(spec.workers)
             per = spec.resources.gpu
@@ -117,23 +139,19 @@ class LocalDriver(GangDriver):
                 cmd = [sys.executable, "-m", spec.module, *spec.args]
                 with self._lock:  # stop() sees every process it must kill
                     if self._stopped:
-                        raise GangFailed(f"gang {spec.name} was stopped before it finished")
+                        raise GangStopped(f"gang {spec.name} was stopped before it started")
                     proc = subprocess.Popen(cmd, env=worker_env(spec, i, ports, run_prefix, gpus),
                                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
                                             start_new_session=True)
-                    self._procs.append(proc)
-                pump = threading.Thread(target=self._pump, args=(proc, i, tails[i], on_line), daemon=True)
+                    handle.procs.append(proc)
+                pump = threading.Thread(target=self._pump, args=(proc, i, handle.tails[i], on_line), daemon=True)
                 pump.start()
-                pumps.append(pump)
-            on_line(f"gang {spec.name}: {spec.workers} workers started on 127.0.0.1 ports {ports}")
-            codes = self._wait(spec, tails, pumps)
-            return GangResult(name=spec.name, workers=spec.workers, run_prefix=run_prefix,
-                              seconds=time.monotonic() - started, exit_codes=codes)
-        finally:
-            self._teardown()
-            for pump in pumps:
-                pump.join(timeout=5)
-            self.slots.release(key)
+                handle.pumps.append(pump)
+        except BaseException:
+            self.teardown(handle)
+            raise
+        on_line(f"gang {spec.name}: {spec.workers} workers started on 127.0.0.1 ports {ports}")
+        return handle
 
     @staticmethod
     def _pump(proc: subprocess.Popen, index: int, tail: collections.deque, on_line: LineSink) -> None:
@@ -142,31 +160,38 @@ class LocalDriver(GangDriver):
             tail.append(line)
             on_line(f"[worker-{index}] {line}")
 
-    def _wait(self, spec: GangSpec, tails, pumps) -> list[int]:
-        while True:
-            codes = [p.poll() for p in self._procs]
-            failed = [(i, c) for i, c in enumerate(codes) if c not in (None, 0)]
-            if self._stopped:
-                raise GangFailed(f"gang {spec.name} was stopped before it finished")
-            if failed:
-                i, code = failed[0]
-                self._teardown()
-                pumps[i].join(timeout=5)
-                last = "\n".join(f"  [worker-{i}] {line}" for line in tails[i]) or "  (no output)"
-                raise GangFailed(f"gang {spec.name}: worker {i} exited with status {code}; the whole gang was "
-                                 f"stopped. Last lines of worker {i}:\n{last}")
-            if all(c == 0 for c in codes):
-                return codes
-            time.sleep(0.2)
+    def step(self, handle: LocalAttempt, on_line: LineSink) -> AttemptEnd | None:
+        codes = [p.poll() for p in handle.procs]
+        failed = [(i, c) for i, c in enumerate(codes) if c not in (None, 0)]
+        if failed:
+            i, code = failed[0]
+            self._kill(handle.procs)
+            handle.pumps[i].join(timeout=5)
+            last = "\n".join(f"  [worker-{i}] {line}" for line in handle.tails[i]) or "  (no output)"
+            return AttemptEnd("failed", f"gang {handle.spec.name}: worker {i} exited with status {code}; the whole "
+                                        f"gang was stopped. Last lines of worker {i}:\n{last}")
+        if all(c == 0 for c in codes):
+            for pump in handle.pumps:  # every line is in the log before the attempt is called done
+                pump.join(timeout=5)
+            return AttemptEnd("succeeded")
+        return None
+
+    def teardown(self, handle: LocalAttempt) -> None:
+        try:
+            self._kill(handle.procs)
+            for pump in handle.pumps:
+                pump.join(timeout=5)
+        finally:
+            self.slots.release(handle.key)
 
     def stop(self) -> None:
         with self._lock:
             self._stopped = True
-        self._teardown()
+            procs = [p for a in self._attempts for p in a.procs]
+        self._kill(procs)
 
-    def _teardown(self) -> None:
-        with self._lock:
-            procs = list(self._procs)
+    @staticmethod
+    def _kill(procs: list[subprocess.Popen]) -> None:
         for sig in (signal.SIGTERM, signal.SIGKILL):
             alive = [p for p in procs if p.poll() is None]
             for p in alive:

@@ -1,10 +1,22 @@
-"""One gang run from queue to end: quota admission, attempts, gang restarts, records.
+"""The gang lifecycle, once for every driver: admission, attempts, whole-gang restarts, records.
 
-``GangRunner`` is what the operator (and the CLI, and tests) use on top of a driver. It keeps
-the run's record in the database and, when a worker fails, restarts the WHOLE gang from the
-last checkpoint (the driver has already torn every worker down: a surviving
-MultiWorkerMirroredStrategy peer would otherwise hang in a collective) up to
-``spec.max_restarts`` times, recording each restart and its cause.
+A gang run goes QUEUED → (admitted: the team's quota and the driver's room) RUNNING → attempt
+0, 1, … → SUCCEEDED | FAILED | TIMEOUT | STOPPED. When a worker fails, the driver has already
+torn every worker down (a surviving MultiWorkerMirroredStrategy peer would otherwise hang in a
+collective) and the WHOLE gang starts again from the last checkpoint, up to
+``spec.max_restarts`` times; each restart and its cause is recorded.
+
+``GangRunner`` is that state machine. It answers with decisions, and its callers only carry
+them out:
+
+* ``Wait(why)``      not admitted yet: wait (a task defers to ``GangQueuedTrigger``) and ask again;
+* ``Watch(attempt, handle)``   an attempt runs outside this process (pods): watch it (a task
+  defers to ``GangPodsTrigger``) and hand its end to ``attempt_ended``;
+* ``Done(result, restarts)``   the gang succeeded.
+
+Failures end as exceptions, after the record is closed: ``GangFailed`` (restarts used up),
+``GangTimeout`` (never admitted or never all running), ``GangStopped`` (stopped on purpose).
+``run`` carries every decision out in this process (the CLI, tests, a local task).
 """
 
 from __future__ import annotations
@@ -12,109 +24,159 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from typing import Any
 
 from elearn.compute import quota, runs, usage
-from elearn.compute.driver import GangDriver, LineSink
-from elearn.compute.gang import GangResult, GangSpec
+from elearn.compute.driver import GangDriver, LineSink, Monitor
+from elearn.compute.gang import AttemptEnd, GangResult, GangSpec
+from elearn.compute.k8s_manifests import ATTEMPT_LABEL, GANG_RUN_LABEL
 from elearn.compute.worker import ENV_ATTEMPT
-from elearn.errors import GangFailed, GangTimeout
+from elearn.errors import GangFailed, GangStopped, GangTimeout
 
 LEASE_RENEW_S = 30.0
 
 
 @dataclasses.dataclass(frozen=True)
-class GangOutcome:
-    run_id: int
+class Wait:
+    why: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Watch:
+    attempt: int
+    handle: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Done:
     result: GangResult
     restart_count: int
 
 
 class GangRunner:
-    """Runs ``spec`` on ``driver`` under the record ``run_id`` (see ``runs.create_run``)."""
+    """The lifecycle of gang run ``run_id`` (see ``runs.create_run``) of ``spec`` on ``driver``."""
 
-    def __init__(self, driver: GangDriver, spec: GangSpec, run_id: int, run_prefix: str, on_line: LineSink):
+    def __init__(self, driver: GangDriver, spec: GangSpec, run_id: int, run_prefix: str, on_line: LineSink,
+                 monitor: Monitor | None = None):
         self.driver, self.spec, self.run_id, self.run_prefix, self.on_line = driver, spec, run_id, run_prefix, on_line
+        self.monitor = monitor
         self._stopped = threading.Event()
 
     @classmethod
-    def create(cls, driver: GangDriver, spec: GangSpec, run_prefix: str, on_line: LineSink, **where) -> "GangRunner":
-        """A new QUEUED record (``where``: dag_id, dag_run_id, task_id, try_number) and its runner."""
+    def create(cls, driver: GangDriver, spec: GangSpec, run_prefix: str, on_line: LineSink,
+               monitor: Monitor | None = None, **where) -> "GangRunner":
+        """A new QUEUED record (``where``: dag_id, dag_run_id, task_id, try_number) and its lifecycle."""
         quota.check_fits_ever(spec.team, spec.total())
         run_id = runs.create_run(spec, driver=driver.name, backend=driver.backend, run_prefix=run_prefix, **where)
-        return cls(driver, spec, run_id, run_prefix, on_line)
+        return cls(driver, spec, run_id, run_prefix, on_line, monitor)
 
-    def try_admit(self) -> tuple[bool, str]:
-        """Claim the team's quota and check the driver has room; ``(False, why)`` = wait and retry."""
+    # ------------------------------------------------------------------ admission
+    def admit(self) -> Wait | None:
+        """Claim the team's quota if the driver has room: None when admitted, else ``Wait(why)``."""
         room, why = self.driver.has_room(self.spec)
-        if not room:
-            return False, why
-        return quota.admit(self.run_id)
+        if room:
+            ok, why = quota.admit(self.run_id)
+            if ok:
+                return None
+        return Wait(why)
+
+    def admission_timed_out(self, why: str) -> None:
+        """The schedule timeout passed while waiting: close the record and raise ``GangTimeout``."""
+        runs.finish(self.run_id, "TIMEOUT", f"not admitted within {self.spec.schedule_timeout_s:.0f}s: {why}")
+        raise GangTimeout(f"gang {self.spec.name} waited {self.spec.schedule_timeout_s:.0f}s and was not "
+                          f"admitted ({why}); Airflow retries the task, or raise schedule_timeout_s")
+
+    def refused(self, why: str) -> None:
+        """Admission can never succeed (e.g. the quota shrank): close the record and raise."""
+        from elearn.errors import QuotaExceeded
+
+        runs.finish(self.run_id, "FAILED", why)
+        raise QuotaExceeded(why)
 
     def wait_for_admission(self, poll_s: float = 2.0) -> None:
         """Block until admitted (the in-process alternative to deferring), or ``GangTimeout``."""
         deadline = time.monotonic() + self.spec.schedule_timeout_s
         said = None
-        while True:
-            ok, why = self.try_admit()
-            if ok:
-                return
-            if why != said:
-                self.on_line(f"gang {self.spec.name}: waiting: {why}")
-                said = why
+        while (wait := self.admit()) is not None:
+            if wait.why != said:
+                self.on_line(f"gang {self.spec.name}: waiting: {wait.why}")
+                said = wait.why
             if time.monotonic() > deadline:
-                self.fail("TIMEOUT", f"not admitted within {self.spec.schedule_timeout_s:.0f}s: {why}")
-                raise GangTimeout(f"gang {self.spec.name} waited {self.spec.schedule_timeout_s:.0f}s and was not "
-                                  f"admitted ({why}); retry later or raise the schedule timeout")
+                self.admission_timed_out(wait.why)
             time.sleep(poll_s)
 
+    # ------------------------------------------------------------------ attempts
     def attempt_spec(self, attempt: int) -> GangSpec:
-        """The spec of one attempt: workers learn which (``ELEARN_ATTEMPT``) to resume from a checkpoint."""
-        return dataclasses.replace(self.spec, env={**self.spec.env, ENV_ATTEMPT: str(attempt)})
+        """The spec of one attempt: workers learn which (``ELEARN_ATTEMPT``) to resume from a
+        checkpoint; its objects carry the run's id and the attempt (a returning task finds them)."""
+        return dataclasses.replace(self.spec, env={**self.spec.env, ENV_ATTEMPT: str(attempt)},
+                                   labels={**self.spec.labels, GANG_RUN_LABEL: str(self.run_id),
+                                           ATTEMPT_LABEL: str(attempt)})
 
-    def should_restart(self, attempt: int, cause: str) -> bool:
-        """After ``attempt`` failed with ``cause``: record a restart and say True while restarts are
-        left (and nobody stopped the gang), else False."""
-        if self._stopped.is_set() or attempt >= self.spec.max_restarts:
-            return False
-        runs.record_restart(self.run_id, attempt, cause)
-        self.on_line(f"gang {self.spec.name}: attempt {attempt} failed: {cause.splitlines()[0]}")
-        self.on_line(f"gang {self.spec.name}: restart {attempt + 1}/{self.spec.max_restarts} "
-                     f"from the last checkpoint")
-        return True
-
-    def run(self) -> GangOutcome:
-        """Run the admitted gang to the end in this process, restarting it as a whole after a
-        worker failure."""
-        renewer = threading.Thread(target=self._renew_lease, name="elearn-lease", daemon=True)
-        renewer.start()
-        attempt = 0
+    def launch(self, attempt: int = 0) -> Watch | Done:
+        """Start ``attempt``. A driver whose attempts run elsewhere answers ``Watch`` at once;
+        otherwise the attempt runs here, restarting as a whole, until ``Done`` or an exception."""
+        renewer = None
+        if not self.driver.watched_elsewhere:
+            renewer = threading.Thread(target=self._renew_lease, name="elearn-lease", daemon=True)
+            renewer.start()
         try:
             while True:
-                try:
-                    result = self.driver.run(self.attempt_spec(attempt), self.run_prefix, self.on_line)
-                except GangFailed as e:
-                    if self.should_restart(attempt, e.message):
-                        attempt += 1
-                        continue
-                    raise
-                self.close("SUCCEEDED")
-                return GangOutcome(self.run_id, result, attempt)
-        except GangTimeout as e:
-            self.close("TIMEOUT", e.message)
-            raise
+                if self._stopped.is_set():
+                    return self.attempt_ended(attempt, AttemptEnd("stopped", f"gang {self.spec.name} was stopped "
+                                                                             f"before it started"))
+                if self.driver.watched_elsewhere:
+                    handle = self.driver.start(self.attempt_spec(attempt), self.run_prefix, attempt, self.on_line)
+                    return Watch(attempt, handle)
+                end = self.driver.run(self.attempt_spec(attempt), self.run_prefix, self.on_line, attempt, self.monitor)
+                decision = self.attempt_ended(attempt, end)
+                if isinstance(decision, Done):
+                    return decision
+                attempt = decision
+        except (GangFailed, GangTimeout, GangStopped):
+            raise  # the record is closed already
         except BaseException as e:
             self.close("STOPPED" if self._stopped.is_set() else "FAILED", getattr(e, "message", None) or repr(e))
             raise
         finally:
-            self._stopped.set()  # ends the lease renewer
+            if renewer is not None:
+                self._stopped.set()  # ends the lease renewer; this lifecycle is over
+
+    def attempt_ended(self, attempt: int, end: AttemptEnd) -> int | Done:
+        """Decide after ``attempt`` ended: ``Done``, the number of the attempt to start next
+        (a whole-gang restart, recorded), or an exception after closing the record."""
+        if end.status == "succeeded":
+            self.close("SUCCEEDED")
+            return Done(GangResult(name=self.spec.name, workers=self.spec.workers, run_prefix=self.run_prefix,
+                                   seconds=end.seconds, exit_codes=[0] * self.spec.workers), attempt)
+        if end.status == "failed" and not self._stopped.is_set() and attempt < self.spec.max_restarts:
+            runs.record_restart(self.run_id, attempt, end.message)
+            self.on_line(f"gang {self.spec.name}: attempt {attempt} failed: {end.message.splitlines()[0]}")
+            self.on_line(f"gang {self.spec.name}: restart {attempt + 1}/{self.spec.max_restarts} "
+                         f"from the last checkpoint")
+            return attempt + 1
+        state, error = {"failed": ("FAILED", GangFailed), "timeout": ("TIMEOUT", GangTimeout),
+                        "stopped": ("STOPPED", GangStopped)}[end.status]
+        if end.status == "failed" and self._stopped.is_set():
+            state, error = "STOPPED", GangStopped
+        self.close(state, end.message)
+        raise error(end.message)
+
+    def run(self) -> Done:
+        """Everything in this process: wait for admission, then attempts until the end."""
+        self.wait_for_admission()
+        decision = self.launch(0)
+        while isinstance(decision, Watch):  # a driver watched elsewhere, run here (the CLI on Kubernetes)
+            end = self.driver.watch(decision.handle, self.on_line, self.monitor)
+            decision = self.attempt_ended(decision.attempt, end)
+            if not isinstance(decision, Done):
+                decision = self.launch(decision)
+        return decision
 
     def stop(self) -> None:
         """Tear the gang down (from on_kill or another thread); no restart follows."""
         self._stopped.set()
         self.driver.stop()
-
-    def fail(self, state: str, error: str) -> None:
-        runs.finish(self.run_id, state, error)
 
     def close(self, state: str, error: str | None = None) -> None:
         """End the run: store what the workers reported using, then the final state."""

@@ -48,7 +48,7 @@ class UsageSampler:
 
     def __init__(self, ctx, sample_s: float = SAMPLE_S):
         self.ctx, self.sample_s = ctx, sample_s
-        self.key = f"{ctx.prefix}/usage-{ctx.attempt}.json"
+        self.key = ctx.layout.usage(ctx.index, ctx.attempt)
         self.started = time.time()
         self.handles, self.why = _nvml_handles()
         self.util_sum = 0.0
@@ -104,10 +104,12 @@ class UsageSampler:
 
 def summarise(store, run_prefix: str, workers: int) -> dict:
     """Totals over every worker's and attempt's usage file under ``run_prefix``."""
-    reports = []
+    from elearn.compute.layout import RunLayout
+
+    layout, reports = RunLayout(run_prefix), []
     for i in range(workers):
-        for key in store.list(f"{run_prefix}/worker-{i}"):
-            if key.rsplit("/", 1)[-1].startswith("usage-") and key.endswith(".json"):
+        for key in store.list(layout.worker(i)):
+            if layout.is_usage(key):
                 reports.append(store.get_json(key))
     gpu_seconds = sum(r["gpu_seconds"] for r in reports)
     weighted = [(r["gpu_util_mean"], r["gpu_seconds"]) for r in reports if r.get("gpu_util_mean") is not None]

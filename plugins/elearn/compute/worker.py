@@ -11,6 +11,7 @@ import os
 import time
 from dataclasses import dataclass
 
+from elearn.compute.layout import RunLayout
 from elearn.objectstore import ObjectStore
 
 ENV_RUN_PREFIX = "ELEARN_RUN_PREFIX"
@@ -18,7 +19,6 @@ ENV_OBJECT_STORE = "ELEARN_OBJECT_STORE"
 ENV_WORKER_INDEX = "ELEARN_WORKER_INDEX"
 ENV_NUM_WORKERS = "ELEARN_NUM_WORKERS"
 ENV_ATTEMPT = "ELEARN_ATTEMPT"  # 0 for the first start, n after the n-th gang restart
-CHECKPOINT_DIR = "checkpoint"
 
 
 @dataclass
@@ -34,8 +34,12 @@ class WorkerContext:
         return self.index == 0
 
     @property
+    def layout(self) -> RunLayout:
+        return RunLayout(self.run_prefix)
+
+    @property
     def prefix(self) -> str:
-        return f"{self.run_prefix}/worker-{self.index}"
+        return self.layout.worker(self.index)
 
     @classmethod
     def from_env(cls) -> "WorkerContext":
@@ -52,7 +56,7 @@ class WorkerContext:
 
     @property
     def checkpoints(self) -> "Checkpoints":
-        return Checkpoints(self.store, f"{self.run_prefix}/{CHECKPOINT_DIR}")
+        return Checkpoints(self.store, self.layout.checkpoints)
 
 
 class Checkpoints:
@@ -98,17 +102,17 @@ class MetricsLog:
 
     def __init__(self, ctx: WorkerContext):
         self.ctx = ctx
-        key = f"{ctx.prefix}/metrics.jsonl"
+        key = ctx.layout.metrics(ctx.index)
         self.lines: list[str] = ctx.store.get_bytes(key).decode().splitlines() if ctx.store.exists(key) else []
 
     def append(self, **record) -> None:
         record = {"time": time.time(), "worker": self.ctx.index, "attempt": self.ctx.attempt, **record}
         self.lines.append(json.dumps(record, sort_keys=True))
-        self.ctx.store.put_bytes(("\n".join(self.lines) + "\n").encode(), f"{self.ctx.prefix}/metrics.jsonl")
+        self.ctx.store.put_bytes(("\n".join(self.lines) + "\n").encode(), self.ctx.layout.metrics(self.ctx.index))
 
     def heartbeat(self, **state) -> None:
         self.ctx.store.put_json({"time": time.time(), "worker": self.ctx.index, **state},
-                                f"{self.ctx.prefix}/heartbeat.json")
+                                self.ctx.layout.heartbeat(self.ctx.index))
 
 
 class StallWatchdog:

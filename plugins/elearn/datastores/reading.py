@@ -161,12 +161,15 @@ def metadata_location(name: str, *, catalog: Catalog | None = None) -> str:
 
 
 def worker_env(refs: list[DatastoreRef]) -> dict[str, str]:
-    """``ELEARN_DATASTORE_<NAME>`` variables: table, snapshot and the (secret-free) catalog
-    properties, so a worker reads its input with pyiceberg alone (credentials: AWS variables)."""
+    """``ELEARN_DATASTORE_<NAME>`` variables: table, snapshot and the catalog properties without
+    any secret, so a worker reads its input with pyiceberg alone. The catalog's ``uri`` (the
+    database URL, password included) and the S3 keys are left out: a worker has them from its
+    own environment (``AIRFLOW__ELEARN__DATABASE_URL`` and the AWS variables, which on
+    Kubernetes come from the worker Secret), never from what elearn writes into a pod."""
     from elearn import config
 
     props = {k: v for k, v in config.load().catalog_properties.items()
-             if not any(s in k for s in ("secret", "access-key", "session-token"))}
+             if k != "uri" and not any(s in k for s in ("secret", "access-key", "session-token"))}
     return {ENV_PREFIX + ref.name.upper(): json.dumps({"table": ref.table, "snapshot_id": ref.snapshot_id,
                                                         "catalog_name": CATALOG_NAME, "catalog": props},
                                                        sort_keys=True)

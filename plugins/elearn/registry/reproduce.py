@@ -30,6 +30,7 @@ class Reproduction:
 def reproduce(model_name: str, version: int, *, on_line=print, force: bool = False, driver=None) -> Reproduction:
     from elearn.codeversion import code_version
     from elearn.compute import GangSpec, Resources, get_driver
+    from elearn.compute.layout import RunLayout
     from elearn.compute.runner import GangRunner
     from elearn.datastores import resolve, worker_env
     from elearn.objectstore import default_store
@@ -55,10 +56,8 @@ def reproduce(model_name: str, version: int, *, on_line=print, force: bool = Fal
                     args=tuple(str(a) for a in lin["training_args"]), resources=Resources(cpu=1),
                     env=worker_env([snapshot]))
     started = time.monotonic()
-    runner = GangRunner.create(driver or get_driver(), spec, prefix, on_line)
-    runner.wait_for_admission()
-    runner.run()
-    new = default_store().get_json(f"{prefix}/model/metrics.json")
+    GangRunner.create(driver or get_driver(), spec, prefix, on_line).run()
+    new = default_store().get_json(RunLayout(prefix).model_metrics)
     differences = {k: new[k] - mv.metrics[k] for k in COMPARED
                    if isinstance(new.get(k), (int, float)) and isinstance(mv.metrics.get(k), (int, float))}
     return Reproduction(model_name, version, prefix, {k: mv.metrics.get(k) for k in COMPARED},
