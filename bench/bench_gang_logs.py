@@ -41,11 +41,12 @@ def measure(workers: int, polls: int, lines: int, every_s: float) -> list[dict]:
             driver.step(handle, lambda line: None)
             seconds = time.perf_counter() - started
             whole, started = 0, time.perf_counter()
-            for i in range(workers):  # the earlier driver: the whole log, every poll
+            for i in range(workers):  # the earlier driver: each pod's phase, and its whole log every poll
+                core.read_namespaced_pod(handle.pod(i), "bench")
                 whole += len(core.read_namespaced_pod_log(handle.pod(i), "bench", container="base",
                                                           _preload_content=False).data)
             rows.append({"poll": poll + 1, "log": sum(len(t) for t in texts), "calls": driver.calls - calls,
-                         "bytes": driver.log_bytes - read, "ms": seconds * 1000, "whole_calls": 1 + workers,
+                         "bytes": driver.log_bytes - read, "ms": seconds * 1000, "whole_calls": 2 * workers,
                          "whole_bytes": whole, "whole_ms": (time.perf_counter() - started) * 1000})
             time.sleep(every_s)
         driver.teardown(handle)
@@ -56,27 +57,32 @@ def measure(workers: int, polls: int, lines: int, every_s: float) -> list[dict]:
 
 def report(rows: list[dict], workers: int, lines: int, every_s: float) -> str:
     marks = sorted({1, len(rows) // 4, len(rows) // 2, len(rows)} - {0})
-    table = ["| poll | log so far (all workers) | calls per poll | bytes read per poll | ms per poll "
-             "| before: calls | before: bytes | before: ms |", "|---|---|---|---|---|---|---|---|"]
+    table = ["| poll | log so far (all workers) | calls per poll | bytes read per poll "
+             "| before: calls | before: bytes |", "|---|---|---|---|---|---|"]
     for r in (rows[m - 1] for m in marks):
         table.append(f"| {r['poll']} | {r['log'] / 1024:,.0f} KiB | {r['calls']} | {r['bytes'] / 1024:,.1f} KiB "
-                     f"| {r['ms']:.1f} | {r['whole_calls']} | {r['whole_bytes'] / 1024:,.0f} KiB | {r['whole_ms']:.1f} |")
+                     f"| {r['whole_calls']} | {r['whole_bytes'] / 1024:,.0f} KiB |")
     last = rows[-1]
     return f"""## Watching a gang on Kubernetes (`bench/bench_gang_logs.py`)
 
 {workers} workers on the Kubernetes API emulator (kmock over HTTP); before each poll every worker's
 log grows by {lines} lines (~{lines * 65 / 1024:.1f} KiB); a poll every {every_s:g} s. "calls" counts
 Kubernetes API requests (each pod's phase and its new log lines); "before" is the earlier driver's log
-reading (every worker's whole log at every poll), measured in the same run on the same logs.
+polling (each pod's phase and every worker's whole log at every poll), measured in the same run on
+the same logs. Time per poll is not reported: the emulator's own cost per request grows with the
+number of requests it has served (it keeps every one for the tests' assertions), which would swamp
+the driver's; calls and bytes are what a real API server is charged.
 
 {chr(10).join(table)}
 
 After {last['poll']} polls the driver reads {last['bytes'] / 1024:,.1f} KiB per poll against
 {last['whole_bytes'] / 1024:,.0f} KiB for the whole logs ({last['whole_bytes'] / max(last['bytes'], 1):,.0f}x
-less); its calls per poll stay at {last['calls']} (2 per worker). The bytes per poll are flat: the driver
+less); both make {last['calls']} calls per poll (2 per worker). The bytes per poll are flat: the driver
 asks for the last seconds only (`sinceSeconds`, plus {5} s for clock skew between the API server and
-Airflow) and drops the lines it has seen by their timestamps, so what a poll costs depends on how fast
-the workers write, not on how long they have run.
+Airflow) and drops the lines it has seen by their timestamps (found by bisection, so only a few
+timestamps are parsed per poll), so what a poll costs depends on how fast the workers write, not on
+how long they have run. The 5 s margin is most of what is read at this poll rate; at the operator's
+default poll of 5 s it is one poll's worth.
 
 Measured on {machine()}; {code_version()}.
 """
@@ -85,9 +91,9 @@ Measured on {machine()}; {code_version()}.
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--polls", type=int, default=80)
+    parser.add_argument("--polls", type=int, default=90)
     parser.add_argument("--lines", type=int, default=200)
-    parser.add_argument("--every-s", type=float, default=0.5)
+    parser.add_argument("--every-s", type=float, default=1.0)
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     os.environ.setdefault("ELEARN_HOME", tempfile.mkdtemp(prefix="elearn-bench-logs-"))

@@ -8,6 +8,7 @@ serves any resource path; objects deleted stay in ``emu.objects`` marked ``delet
 from __future__ import annotations
 
 import asyncio
+import bisect
 import re
 import threading
 import time
@@ -21,29 +22,26 @@ class PodLogs(dict):
 
     def __init__(self):
         super().__init__()
-        self.stamped: dict[str, list[tuple[float, bytes]]] = {}
+        self.stamped: dict[str, list[tuple[float, bytes, bytes]]] = {}  # (time, line, stamped line)
 
     def __setitem__(self, name: str, text: bytes) -> None:
         old = self.stamped.setdefault(name, [])
         lines = text.splitlines()
-        if [line for _, line in old] != lines[:len(old)]:
+        if len(lines) < len(old) or any(old[i][1] != lines[i] for i in (0, len(old) - 1) if old):
             old.clear()  # a different log: start again
         now = time.time()
-        old.extend((now, line) for line in lines[len(old):])
+        stamp = datetime.fromtimestamp(now, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f").encode() + b"123Z "
+        old.extend((now, line, stamp + line) for line in lines[len(old):])
         super().__setitem__(name, text)
 
     def answer(self, name: str, query: dict) -> bytes:
         """The log of ``name`` as ``GET …/log`` with ``query`` returns it."""
-        since = float(query["sinceSeconds"]) if query.get("sinceSeconds") else None
-        now, out = time.time(), []
-        for at, line in self.stamped.get(name, []):
-            if since is not None and at < now - since:
-                continue
-            if query.get("timestamps") in ("true", "True", "1"):
-                stamp = datetime.fromtimestamp(at, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f") + "123Z"
-                line = stamp.encode() + b" " + line
-            out.append(line + b"\n")
-        return b"".join(out)
+        lines = self.stamped.get(name, [])
+        start = 0
+        if query.get("sinceSeconds"):
+            start = bisect.bisect_left(lines, time.time() - float(query["sinceSeconds"]), key=lambda e: e[0])
+        stamped = query.get("timestamps") in ("true", "True", "1")
+        return b"".join((e[2] if stamped else e[1]) + b"\n" for e in lines[start:])
 
 
 class KubeEmulator:

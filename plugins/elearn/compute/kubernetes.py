@@ -16,6 +16,7 @@ lost) counts as created. The clients come from the caller, in Airflow from the p
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import math
@@ -437,28 +438,24 @@ class KubernetesDriver(GangDriver):
                 return []
             raise
         self.log_bytes += len(raw)
+        entries = raw.decode(errors="replace").splitlines()
+        if not entries:
+            return []
+        if log_time_ns(entries[-1].partition(" ")[0]) is None:  # a server that ignored timestamps=true
+            return entries
         last_ns, seen = mark or (-1, 0)
-        newest, at_newest, at_last, fresh = last_ns, seen, 0, []
-        for line in raw.decode(errors="replace").splitlines():
-            stamp, _, text = line.partition(" ")
-            ns = log_time_ns(stamp)
-            if ns is None:  # not a timestamped line (a server that ignored timestamps=true)
-                fresh.append(line)
-                continue
-            if ns < last_ns:
-                continue
-            if ns == last_ns:
-                at_last += 1
-                if at_last <= seen:  # read in an earlier poll
-                    continue
-            fresh.append(text)
-            if ns > newest:
-                newest, at_newest = ns, 1
-            else:
-                at_newest += 1
-        if newest >= 0:
-            handle.log_marks[str(i)] = [newest, at_newest]
-        return fresh
+        # Lines come in time order: find where the unseen ones start by bisection (a few
+        # timestamps parsed per poll, not every line's), skipping the ``seen`` lines that share
+        # the last timestamp read.
+        stamp = lambda line: log_time_ns(line.partition(" ")[0]) or -1  # noqa: E731
+        first = bisect.bisect_left(entries, last_ns, key=stamp)
+        at_last = bisect.bisect_right(entries, last_ns, lo=first, key=stamp) - first
+        fresh = entries[first + min(seen, at_last):]
+        if fresh:
+            newest = stamp(entries[-1])
+            same = len(entries) - bisect.bisect_left(entries, newest, lo=first, key=stamp)
+            handle.log_marks[str(i)] = [newest, same if newest != last_ns else seen + len(fresh)]
+        return [line.partition(" ")[2] for line in fresh]
 
     def step(self, handle: GangHandle, on_line: LineSink) -> AttemptEnd | None:
         """One look at an attempt: stream new log lines to ``on_line``; None while it goes on,
