@@ -114,7 +114,7 @@ class GangTrainingOperator(KubernetesPodOperator):
         name = re.sub(r"[^a-z0-9-]+", "-", self.task_id.lower())[-52:].strip("-")  # group.task_id -> group-task-id
         return GangSpec(name=name, workers=int(self.workers), module=self.module, args=tuple(self._job_args()),
                         resources=Resources(cpu=float(self.cpu), memory=str(self.memory), gpu=int(self.gpu)),
-                        env=worker_env([DatastoreRef(n, int(s)) for n, s in inputs.items()]),
+                        env=worker_env([DatastoreRef(n, int(s)) for n, s in (inputs or {}).items()]),
                         schedule_timeout_s=self.schedule_timeout_s, max_restarts=self.max_restarts,
                         team=self.team, queue=self.queue)
 
@@ -255,7 +255,7 @@ class GangTrainingOperator(KubernetesPodOperator):
         return {"run_prefix": layout.prefix, "model_prefix": layout.model, "workers": runner.spec.workers,
                 "seconds": round(done.result.seconds, 3), "metrics": default_store().get_json(layout.model_metrics),
                 "args": list(runner.spec.args), "module": runner.spec.module, "gang_run_id": runner.run_id,
-                "restarts": done.restart_count, "datastores": dict(inputs)}
+                "restarts": done.restart_count, "datastores": dict(inputs or {})}
 
     def on_kill(self) -> None:
         """Tear the whole gang down (the task was killed, marked failed, or timed out)."""
