@@ -8,17 +8,16 @@ import io
 COLOURS = {"COMPLETED": "tab:blue", "STOPPED": "tab:orange", "FAILED": "tab:red"}
 
 
-def convergence_png(name: str) -> bytes:
+def convergence_png(study, trials: list, curves: dict[int, dict[int, float]]) -> bytes:
+    """The picture of ``study`` (a ``Study``) from its ``trials`` and per-epoch ``curves``
+    (trial number -> epoch -> value); the caller reads them (this module reads no database)."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display; also safe in worker threads
     import matplotlib.pyplot as plt
 
-    from elearn.tuning.studies import curves, get_study, trials_of
-
-    study = get_study(name)
-    config = study.config
-    trials = [t for t in trials_of(name) if t.state in ("COMPLETED", "STOPPED", "FAILED")]
+    name, config = study.name, study.config
+    trials = [t for t in trials if t.state in ("COMPLETED", "STOPPED", "FAILED")]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=100)
     best, xs, ys = None, [], []
     for t in trials:
@@ -39,7 +38,7 @@ def convergence_png(name: str) -> bytes:
     unique = dict(zip(labels, handles))  # one legend entry per state
     if unique:
         left.legend(unique.values(), unique.keys(), loc="best", fontsize=8)
-    for number, points in sorted(curves(name).items()):
+    for number, points in sorted(curves.items()):
         epochs = sorted(points)
         right.plot(epochs, [points[e] for e in epochs], marker=".", linewidth=1, label=f"trial {number}")
     from matplotlib.ticker import MaxNLocator
@@ -58,10 +57,10 @@ def convergence_png(name: str) -> bytes:
     return buf.getvalue()
 
 
-def save_convergence_plot(name: str) -> str:
+def save_convergence_plot(study, trials: list, curves: dict[int, dict[int, float]]) -> str:
     """Draw and store the plot; its object-store key."""
     from elearn.objectstore import default_store
 
-    key = f"studies/{name}/convergence.png"
-    default_store().put_bytes(convergence_png(name), key)
+    key = f"studies/{study.name}/convergence.png"
+    default_store().put_bytes(convergence_png(study, trials, curves), key)
     return key

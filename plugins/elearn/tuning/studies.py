@@ -427,7 +427,7 @@ def end_round(name: str) -> Study:
                 study.state, study.stop_reason = "STOPPED", reason
     from elearn.tuning.plot import save_convergence_plot
 
-    key = save_convergence_plot(name)
+    key = save_convergence_plot(get_study(name), trials_of(name), curves(name))
     with session_scope() as s:
         _row(s, name).plot_key = key
     return get_study(name)
