@@ -80,7 +80,7 @@ def nightly_retraining():
                              "--test-months", "{{ params.test_months }}", "--epochs", "{{ params.epochs }}"]),
         after=register)
     model = RegisterModelOperator(
-        task_id="register_model", model_name=MODEL_NAME, training=best, datastore_snapshot=register.output,
+        task_id="register_model", model_name=MODEL_NAME, training=best, datastore="flight_features",
         params_record={"train_months": "{{ params.train_months }}", "test_months": "{{ params.test_months }}",
                        "epochs": "{{ params.epochs }}", "workers": "{{ params.workers }}",
                        "gpu": "{{ params.gpu }}", "team": "{{ params.team }}",

@@ -109,14 +109,13 @@ class GangTrainingOperator(KubernetesPodOperator):
 
     def _spec(self, inputs: dict[str, int]):
         from elearn.compute import GangSpec, Resources
-        from elearn.datastores import DatastoreRef, worker_env
+        from elearn.datastores.ref import DatastoreRef
 
         name = re.sub(r"[^a-z0-9-]+", "-", self.task_id.lower())[-52:].strip("-")  # group.task_id -> group-task-id
         return GangSpec(name=name, workers=int(self.workers), module=self.module, args=tuple(self._job_args()),
                         resources=Resources(cpu=float(self.cpu), memory=str(self.memory), gpu=int(self.gpu)),
-                        env=worker_env([DatastoreRef(n, int(s)) for n, s in (inputs or {}).items()]),
-                        schedule_timeout_s=self.schedule_timeout_s, max_restarts=self.max_restarts,
-                        team=self.team, queue=self.queue)
+                        inputs=DatastoreRef.from_mapping(inputs), schedule_timeout_s=self.schedule_timeout_s,
+                        max_restarts=self.max_restarts, team=self.team, queue=self.queue)
 
     def _monitor(self, run_prefix: str):
         """What watches a running attempt besides the driver (trials: early stopping); None here."""
@@ -248,14 +247,16 @@ class GangTrainingOperator(KubernetesPodOperator):
         return runner, newest
 
     def _result(self, runner, done, inputs) -> dict:
+        """The task's result (``TrainingResult.to_xcom()``)."""
+        from elearn.compute.gang import TrainingResult
         from elearn.compute.layout import RunLayout
         from elearn.objectstore import default_store
 
         layout = RunLayout(runner.run_prefix)
-        return {"run_prefix": layout.prefix, "model_prefix": layout.model, "workers": runner.spec.workers,
-                "seconds": round(done.result.seconds, 3), "metrics": default_store().get_json(layout.model_metrics),
-                "args": list(runner.spec.args), "module": runner.spec.module, "gang_run_id": runner.run_id,
-                "restarts": done.restart_count, "datastores": dict(inputs or {})}
+        return TrainingResult(run_prefix=layout.prefix, model_prefix=layout.model, workers=runner.spec.workers,
+                              seconds=done.result.seconds, metrics=default_store().get_json(layout.model_metrics),
+                              module=runner.spec.module, args=runner.spec.args, gang_run_id=runner.run_id,
+                              restarts=done.restart_count, inputs=runner.spec.inputs).to_xcom()
 
     def on_kill(self) -> None:
         """Tear the whole gang down (the task was killed, marked failed, or timed out)."""

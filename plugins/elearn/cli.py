@@ -46,7 +46,7 @@ def cmd_serve(a) -> int:
         if a.once:
             from elearn.demo import sample_request
 
-            request = sample_request(mv.lineage, mv.params.get("test_months", "11-12"))
+            request = sample_request(mv.typed_lineage, mv.params.get("test_months", "11-12"))
             request.pop("actually_delayed")
             _print_json({"request": request, "answer": server.predict([request])[0]})
             return 0
@@ -79,20 +79,20 @@ def cmd_model_show(a) -> int:
     if a.json:
         _print_json(v.__dict__)
         return 0
-    lin = v.lineage
+    lin = v.typed_lineage
     print(f"{v.model_name} v{v.version}: {v.status}{f' ({v.status_message})' if v.status_message else ''}; "
           f"aliases {', '.join(v.aliases) or '-'}; {'saved by ' + str(v.saved_by) if v.saved else 'not saved'}; "
           f"Bento {v.bento_tag or '-'}")
     print(f"  artifacts   {v.artifact_uri}  ({len(v.files)} files)")
-    if lin.get("datastore"):
-        print(f"  datastore   {lin['datastore']} snapshot {lin.get('snapshot_id')} ({lin.get('datastore_rows', '?')} rows)")
-    if lin.get("dag_id"):
-        print(f"  DAG run     {lin['dag_id']} / {lin.get('dag_run_id')}")
-    if lin.get("study"):
-        print(f"  study       {lin['study']} trial {lin.get('trial')}")
-    if lin.get("gang_run_id"):
-        print(f"  gang run    {lin['gang_run_id']} ({lin.get('workers')} workers, {lin.get('gang_restarts', 0)} restarts)")
-    for gate in lin.get("quality_gates", []):
+    if lin.datastore:
+        print(f"  datastore   {lin.datastore} snapshot {lin.snapshot_id} ({lin.datastore_rows or '?'} rows)")
+    if lin.dag_id:
+        print(f"  DAG run     {lin.dag_id} / {lin.dag_run_id}")
+    if lin.study:
+        print(f"  study       {lin.study} trial {lin.trial}")
+    if lin.gang_run_id:
+        print(f"  gang run    {lin.gang_run_id} ({lin.workers} workers, {lin.gang_restarts or 0} restarts)")
+    for gate in lin.quality_gates:
         print(f"  quality     {'passed' if gate['passed'] else 'REFUSED'} {gate['at'][:19]}: {gate['reason']}")
     print("  metrics     " + ", ".join(f"{k}={val:.4f}" if isinstance(val, float) else f"{k}={val}"
                                        for k, val in sorted(v.metrics.items())))

@@ -95,12 +95,13 @@ def stage_times(run_id: str) -> dict[str, float]:
     return times
 
 
-def sample_request(lineage: dict, test_months: str) -> dict:
-    """A real held-out flight from the version's own datastore snapshot, as a caller would send it."""
+def sample_request(lineage, test_months: str) -> dict:
+    """A real held-out flight from the version's own datastore snapshot (``lineage``: a
+    ``Lineage``), as a caller would send it."""
     from elearn.datastores import read_arrow
     from elearn.features.flights import REQUIRED_FIELDS, months
 
-    table = read_arrow(lineage["datastore"], lineage["snapshot_id"]).to_pandas()
+    table = read_arrow(lineage.datastore, lineage.snapshot_id).to_pandas()
     held_out = table[table["month"].isin(months(test_months))].sort_values("flight_id")
     row = held_out.iloc[len(held_out) // 2]
     record = {k: (row[k].item() if hasattr(row[k], "item") else row[k]) for k in ["flight_id", *REQUIRED_FIELDS]}
@@ -124,7 +125,8 @@ def main(conf: dict) -> int:
     if not versions or not versions[0].bento_tag:
         raise ElearnError(f"DAG run {run_id} registered no packaged model version")
     mv = versions[0]
-    request = sample_request(mv.lineage, mv.params.get("test_months", "11-12"))
+    lin = mv.typed_lineage
+    request = sample_request(lin, mv.params.get("test_months", "11-12"))
     actual = request.pop("actually_delayed")
     t0 = time.monotonic()
     with BentoServer(mv.bento_tag, log_path=home / "logs" / f"serve-{stamp}.log") as server:
@@ -135,20 +137,19 @@ def main(conf: dict) -> int:
     m = mv.metrics
     print("\n== elearn demo summary ==")
     print(f"DAG run            {run_id}")
-    print(f"datastore          {mv.lineage['datastore']}  snapshot {mv.lineage['snapshot_id']}  "
-          f"rows {mv.lineage['datastore_rows']}")
+    print(f"datastore          {lin.datastore}  snapshot {lin.snapshot_id}  rows {lin.datastore_rows}")
     print(f"held-out (months {mv.params.get('test_months')})  AUC {m['auc']:.4f}  log loss {m['log_loss']:.4f}  "
           f"(base rate {m['base_rate']:.3f}, base log loss {m['base_log_loss']:.4f}, {m['rows']} rows)")
     print(f"model version      {mv.model_name} v{mv.version}  aliases {', '.join(mv.aliases) or '-'}  "
-          f"workers {mv.lineage['workers']}")
-    if mv.lineage.get("study"):
+          f"workers {lin.workers}")
+    if lin.study:
         from elearn.tuning import get_study, trials_of
 
-        study, trials = get_study(mv.lineage["study"]), trials_of(mv.lineage["study"])
+        study, trials = get_study(lin.study), trials_of(lin.study)
         states = ", ".join(f"{sum(t.state == st for t in trials)} {st.lower()}"
                            for st in ("COMPLETED", "STOPPED", "FAILED") if any(t.state == st for t in trials))
-        print(f"study              {study.name}: {len(trials)} trials ({states}); best trial {mv.lineage['trial']} "
-              f"val AUC {mv.lineage['trial_value']:.4f} (learning rate {float(mv.params['learning_rate']):.4g}, "
+        print(f"study              {study.name}: {len(trials)} trials ({states}); best trial {lin.trial} "
+              f"val AUC {lin.trial_value:.4f} (learning rate {float(mv.params['learning_rate']):.4g}, "
               f"{mv.params.get('hidden_units')} hidden units)")
     print(f"Bento              {mv.bento_tag}")
     print(f"served answer      flight {request['flight_id']} ({request['carrier']}{request['flight']} "

@@ -290,7 +290,7 @@ def test_canary_releases_a_broken_one_is_rolled_back_a_good_one_promoted(pipelin
     home, _ = pipeline
     port = free_ports(1)[0]
     url = f"http://127.0.0.1:{port}/predict"
-    record = sample_request(version(1).lineage, "11-12")
+    record = sample_request(version(1).typed_lineage, "11-12")
     record.pop("actually_delayed")
 
     def traffic(n):

@@ -222,6 +222,9 @@ def test_no_secret_reaches_a_pod_a_log_line_or_the_lineage(kube_config, s3_home,
     pq.write_table(pa.table({"x": [1, 2, 3]}), folder / "p.parquet")
     snapshot = register_datastore("tiny", folder, objects=default_store(),
                                   properties={"dag_id": "d", "dag_run_id": "r", "task_id": "t"})
+    from elearn.datastores import DatastoreRef
+
+    snapshot_ref = DatastoreRef("tiny", snapshot.snapshot_id)
     op = make_op(workers=2, datastores={"tiny": snapshot.snapshot_id})
     said = []
     for level in ("info", "warning", "error", "debug"):
@@ -237,13 +240,13 @@ def test_no_secret_reaches_a_pod_a_log_line_or_the_lineage(kube_config, s3_home,
     run = runs.get_run(deferred.value.kwargs["run_id"])
     default_store().put_json({"auc": 0.7}, f"{run.run_prefix}/model/metrics.json")
     result = op.execute_attempt_done(ctx, event=event, **deferred.value.kwargs)
-    register = RegisterModelOperator(task_id="register", model_name="tiny_model", training=result,
-                                     datastore_snapshot={"datastore": "tiny", "snapshot_id": snapshot.snapshot_id,
-                                                         "rows": 3}, alias=None)
+    register = RegisterModelOperator(task_id="register", model_name="tiny_model", training=result, alias=None)
     registered = register.execute({"run_id": "manual__deferral"})
     from elearn.registry import get_store
 
-    lineage = get_store().get_version("tiny_model", registered["version"]).lineage
+    mv = get_store().get_version("tiny_model", registered["version"])
+    lineage = mv.lineage
+    assert mv.typed_lineage.trained_on == snapshot_ref and mv.typed_lineage.datastore_rows == 3
     sent = [json.dumps(r.data) for r in kube.emu if r.method == "POST"]  # everything written to the cluster
     assert any('"secretRef": {"name": "elearn-worker"}' in body for body in sent)
     assert any("ELEARN_DATASTORE_TINY" in body for body in sent)

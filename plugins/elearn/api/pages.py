@@ -46,8 +46,9 @@ def datastore(request: Request, name: v1.DATASTORE):
 
     used_by: dict[int, list] = {}
     for version in get_store().list_versions():
-        if version.lineage.get("datastore") == name:
-            used_by.setdefault(version.lineage.get("snapshot_id"), []).append(version)
+        trained_on = version.typed_lineage.trained_on
+        if trained_on is not None and trained_on.name == name:
+            used_by.setdefault(trained_on.snapshot_id, []).append(version)
     return _render(request, "datastore.html", "datastores", d=v1.get_datastore(name),
                    snapshots=v1.list_snapshots(name, limit=1000, offset=0), used_by=used_by)
 

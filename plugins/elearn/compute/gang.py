@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from elearn.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from elearn.datastores.ref import DatastoreRef
 
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,50}[a-z0-9])?$")
 
@@ -35,7 +39,9 @@ class GangSpec:
     a worker fails. ``team`` is charged for the gang's GPUs/CPUs against its quota; ``queue``
     is the scheduler queue on Kubernetes (defaults to the team). ``node_selector`` and
     ``tolerations`` are copied into every worker pod. ``labels`` go on every object of the gang
-    on Kubernetes (the lifecycle adds the gang run's id and the attempt).
+    on Kubernetes (the lifecycle adds the gang run's id and the attempt). ``inputs`` are the
+    datastore snapshots the workers read, decided before the gang starts; every worker gets
+    them as ``ELEARN_DATASTORE_<NAME>``.
     """
 
     name: str
@@ -52,6 +58,7 @@ class GangSpec:
     node_selector: dict[str, str] = field(default_factory=dict)
     tolerations: tuple[dict, ...] = ()
     labels: dict[str, str] = field(default_factory=dict)
+    inputs: tuple["DatastoreRef", ...] = ()
 
     def __post_init__(self):
         if not NAME_RE.match(self.name):
@@ -92,6 +99,45 @@ class GangResult:
     run_prefix: str
     seconds: float
     exit_codes: list[int]
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """What a finished gang task hands on (through XCom as ``to_xcom()``): where its run and
+    model are, the chief's metrics, how it ran, and the snapshots it read."""
+
+    run_prefix: str
+    model_prefix: str
+    workers: int
+    seconds: float
+    metrics: dict
+    module: str
+    args: tuple[str, ...]
+    gang_run_id: int | None
+    restarts: int
+    inputs: tuple["DatastoreRef", ...] = ()
+
+    def to_xcom(self) -> dict:
+        from elearn.datastores.ref import DatastoreRef
+
+        return {"run_prefix": self.run_prefix, "model_prefix": self.model_prefix, "workers": self.workers,
+                "seconds": round(self.seconds, 3), "metrics": self.metrics, "module": self.module,
+                "args": list(self.args), "gang_run_id": self.gang_run_id, "restarts": self.restarts,
+                "datastores": DatastoreRef.as_mapping(self.inputs)}
+
+    @classmethod
+    def from_xcom(cls, data: dict) -> "TrainingResult":
+        """Read ``to_xcom()``'s form back; other keys (a study's, say) are ignored."""
+        from elearn.datastores.ref import DatastoreRef
+
+        return cls(run_prefix=data["run_prefix"], model_prefix=data["model_prefix"], workers=int(data["workers"]),
+                   seconds=float(data["seconds"]), metrics=dict(data.get("metrics") or {}),
+                   module=data.get("module") or "", args=tuple(data.get("args") or ()),
+                   gang_run_id=data.get("gang_run_id"), restarts=int(data.get("restarts") or 0),
+                   inputs=DatastoreRef.from_mapping(data.get("datastores")))
+
+    def input_named(self, name: str) -> "DatastoreRef | None":
+        return next((ref for ref in self.inputs if ref.name == name), None)
 
 
 ATTEMPT_ENDS = ("succeeded", "failed", "timeout", "stopped")

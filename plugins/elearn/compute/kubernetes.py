@@ -237,7 +237,10 @@ class KubernetesDriver(GangDriver):
         return self._start(spec, run_prefix, attempt, gang_id, None, on_line)
 
     def _start(self, spec: GangSpec, run_prefix: str, attempt: int, gang_id: str, placement, on_line) -> GangHandle:
-        env = {ENV_RUN_PREFIX: run_prefix, ENV_OBJECT_STORE: spec.env.get(ENV_OBJECT_STORE) or config.get("object_store")}
+        from elearn.datastores.ref import worker_env as datastore_env
+
+        env = {**datastore_env(spec.inputs), ENV_RUN_PREFIX: run_prefix,
+               ENV_OBJECT_STORE: spec.env.get(ENV_OBJECT_STORE) or config.get("object_store")}
         env.update({config.ENV_PREFIX + key.upper(): config.get(key) for key in WORKER_CONFIG_KEYS if config.get(key)})
         labels = {**self.labels, **spec.labels, ATTEMPT_LABEL: str(attempt)}
         handle = GangHandle(gang_id=gang_id, namespace=self.namespace, workers=spec.workers, refs=[],

@@ -71,8 +71,10 @@ def visible_gpus() -> int:
 
 
 def worker_env(spec: GangSpec, index: int, ports: list[int], run_prefix: str, gpus: list[int]) -> dict[str, str]:
+    from elearn.datastores.ref import worker_env as datastore_env
+
     threads = str(max(1, int(spec.resources.cpu)))
-    env = {**os.environ, **spec.env}
+    env = {**os.environ, **datastore_env(spec.inputs), **spec.env}
     env.update({
         "TF_CONFIG": json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
                                  "task": {"type": "worker", "index": index}}),

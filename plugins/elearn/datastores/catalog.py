@@ -11,8 +11,7 @@ from pyiceberg.table import Table
 
 from elearn import config
 
-NAMESPACE = "datastores"
-CATALOG_NAME = "elearn"  # the SQL catalog keys tables by catalog name: readers must use the same
+from elearn.datastores.ref import CATALOG_NAME, NAMESPACE, table_identifier  # noqa: F401 (re-exported)
 
 
 class ElearnSqlCatalog(SqlCatalog):
@@ -57,10 +56,6 @@ def get_catalog(database_url: str | None = None, warehouse: str | None = None) -
     props["uri"] = database_url or props["uri"]
     props["warehouse"] = warehouse or props["warehouse"]
     return ElearnSqlCatalog(CATALOG_NAME, get_engine(props["uri"]), **props)
-
-
-def table_identifier(name: str) -> str:
-    return name if "." in name else f"{NAMESPACE}.{name}"
 
 
 def list_datastores(catalog: Catalog | None = None) -> list[str]:

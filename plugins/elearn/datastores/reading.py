@@ -7,9 +7,6 @@ table, a ``tf.data.Dataset`` or the metadata location that Spark/DuckDB/Trino op
 
 from __future__ import annotations
 
-import json
-import os
-from dataclasses import dataclass
 from datetime import datetime
 
 import pyarrow as pa
@@ -17,23 +14,9 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import NoSuchTableError
 from pyiceberg.table import Table
 
-from elearn.datastores.catalog import CATALOG_NAME, get_catalog, table_identifier
+from elearn.datastores.catalog import get_catalog, table_identifier
+from elearn.datastores.ref import ENV_PREFIX, DatastoreRef, from_worker_env, worker_env  # noqa: F401 (re-exported)
 from elearn.errors import DataError, InvalidInput, NotFound
-
-ENV_PREFIX = "ELEARN_DATASTORE_"
-
-
-@dataclass(frozen=True)
-class DatastoreRef:
-    """A datastore pinned to one snapshot: what a model's lineage and a worker's input name."""
-
-    name: str
-    snapshot_id: int
-
-    @property
-    def table(self) -> str:
-        return table_identifier(self.name)
-
 
 def open_table(name: str, *, catalog: Catalog | None = None) -> Table:
     """The Iceberg table of datastore ``name``; ``NotFound`` naming it if absent."""
@@ -160,27 +143,3 @@ def metadata_location(name: str, *, catalog: Catalog | None = None) -> str:
     return open_table(name, catalog=catalog).metadata_location
 
 
-def worker_env(refs: list[DatastoreRef]) -> dict[str, str]:
-    """``ELEARN_DATASTORE_<NAME>`` variables: table, snapshot and the catalog properties without
-    any secret, so a worker reads its input with pyiceberg alone. The catalog's ``uri`` (the
-    database URL, password included) and the S3 keys are left out: a worker has them from its
-    own environment (``AIRFLOW__ELEARN__DATABASE_URL`` and the AWS variables, which on
-    Kubernetes come from the worker Secret), never from what elearn writes into a pod."""
-    from elearn import config
-
-    props = {k: v for k, v in config.load().catalog_properties.items()
-             if k != "uri" and not any(s in k for s in ("secret", "access-key", "session-token"))}
-    return {ENV_PREFIX + ref.name.upper(): json.dumps({"table": ref.table, "snapshot_id": ref.snapshot_id,
-                                                        "catalog_name": CATALOG_NAME, "catalog": props},
-                                                       sort_keys=True)
-            for ref in refs}
-
-
-def from_worker_env(name: str, env: dict | None = None) -> DatastoreRef | None:
-    """The datastore a gang handed this worker (or the workers of ``env``) under
-    ``ELEARN_DATASTORE_<NAME>``, if any."""
-    raw = (os.environ if env is None else env).get(ENV_PREFIX + name.upper())
-    if not raw:
-        return None
-    data = json.loads(raw)
-    return DatastoreRef(data["table"].split(".", 1)[-1], int(data["snapshot_id"]))

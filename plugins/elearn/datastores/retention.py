@@ -36,7 +36,7 @@ def snapshots_kept_for_models() -> dict[str, set[int]]:
     for mv in get_store().list_versions():
         if not (mv.saved or mv.aliases):
             continue
-        name, snap = mv.lineage.get("datastore"), mv.lineage.get("snapshot_id")
+        name, snap = mv.typed_lineage.datastore, mv.typed_lineage.snapshot_id
         if name and snap is not None:
             kept.setdefault(name, set()).add(int(snap))
     return kept

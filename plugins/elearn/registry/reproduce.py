@@ -32,29 +32,28 @@ def reproduce(model_name: str, version: int, *, on_line=print, force: bool = Fal
     from elearn.compute import GangSpec, Resources, get_driver
     from elearn.compute.layout import RunLayout
     from elearn.compute.runner import GangRunner
-    from elearn.datastores import resolve, worker_env
+    from elearn.datastores import resolve
     from elearn.objectstore import default_store
     from elearn.registry import get_store
 
     mv = get_store().get_version(model_name, version)
-    lin = mv.lineage
-    missing = [k for k in ("module", "training_args", "datastore", "snapshot_id", "workers") if not lin.get(k)]
+    lin = mv.typed_lineage
+    missing = [k for k in ("module", "training_args", "datastore", "snapshot_id", "workers") if not getattr(lin, k)]
     if missing:
         raise InvalidInput(f"{model_name} v{version} was registered without {', '.join(missing)} in its lineage; "
                            f"it cannot be reproduced")
     now_code = code_version()
-    then = (lin.get("code_version") or {}).get("training_jobs_sha256")
+    then = (lin.code_version or {}).get("training_jobs_sha256")
     matches = then == now_code["training_jobs_sha256"]
     if not matches and not force:
-        commit = (lin.get("code_version") or {}).get("git_commit") or "unknown"
+        commit = (lin.code_version or {}).get("git_commit") or "unknown"
         raise Conflict(f"the training code changed since {model_name} v{version} was trained (training_jobs sha256 "
                        f"{str(then)[:12]}… then, {now_code['training_jobs_sha256'][:12]}… now); check out commit "
                        f"{commit[:12]} first, or pass --force to retrain with today's code")
-    snapshot = resolve(lin["datastore"], int(lin["snapshot_id"]))  # NotFound if the snapshot was expired
+    snapshot = resolve(lin.datastore, lin.snapshot_id)  # NotFound if the snapshot was expired
     prefix = f"reproductions/{model_name}/v{version}/{time.strftime('%Y%m%dT%H%M%S')}"
-    spec = GangSpec(name=f"reproduce-v{version}", workers=int(lin["workers"]), module=lin["module"],
-                    args=tuple(str(a) for a in lin["training_args"]), resources=Resources(cpu=1),
-                    env=worker_env([snapshot]))
+    spec = GangSpec(name=f"reproduce-v{version}", workers=int(lin.workers), module=lin.module,
+                    args=tuple(str(a) for a in lin.training_args), resources=Resources(cpu=1), inputs=(snapshot,))
     started = time.monotonic()
     GangRunner.create(driver or get_driver(), spec, prefix, on_line).run()
     new = default_store().get_json(RunLayout(prefix).model_metrics)

@@ -29,7 +29,7 @@ LINEAGE_KEY = "quality_gates"
 def held_out_months(mv) -> str:
     """The test months a version was evaluated on when it was trained (its params or training args)."""
     text = (mv.params or {}).get("test_months")
-    args = (mv.lineage or {}).get("training_args") or []
+    args = mv.typed_lineage.training_args or []
     if text is None and "--test-months" in args[:-1]:
         text = args[args.index("--test-months") + 1]
     if text is None:
@@ -68,18 +68,18 @@ def check(model_name: str, candidate: int, production: int | None, margin: float
 
     store = get_store()
     mv = store.get_version(model_name, candidate)
-    lineage = mv.lineage or {}
-    if "datastore" not in lineage or "snapshot_id" not in lineage:
+    trained_on = mv.typed_lineage.trained_on
+    if trained_on is None:
         raise InvalidInput(f"{model_name} v{candidate} has no datastore snapshot in its lineage; "
                            f"the quality gate needs the rows it was trained on")
     test_months = held_out_months(mv)
     versions = [candidate] + ([production] if production is not None else [])
-    result = score(model_name, versions, lineage["datastore"], int(lineage["snapshot_id"]), test_months, on_line)
+    result = score(model_name, versions, trained_on.name, trained_on.snapshot_id, test_months, on_line)
     production_auc = result["auc"].get(production) if production is not None else None
     decision = quality_gate(result["auc"][candidate], production_auc, margin)
     store.append_lineage(model_name, candidate, LINEAGE_KEY, {
         "at": now().isoformat(), "by": by, "production_version": production,
-        "datastore": lineage["datastore"], "snapshot_id": int(lineage["snapshot_id"]),
+        "datastore": trained_on.name, "snapshot_id": trained_on.snapshot_id,
         "test_months": test_months, "rows": result["rows"], "candidate_auc": result["auc"][candidate],
         "production_auc": production_auc, "margin": margin,
         "passed": decision.action == "promote", "reason": decision.reason})
