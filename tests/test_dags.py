@@ -18,6 +18,11 @@ def test_dagbag_has_no_import_errors(elearn_home):
     assert dag.params["workers"] == 2 and dag.params["train_months"] == "1-10"
     register = dag.get_task("register_datastore")
     assert [a.name for a in register.outlets] == ["datastores.flight_features"]
+    # GPUs and the team's quota come from the trigger form, for every trial of every round
+    assert (dag.params["gpu"], dag.params["team"]) == (0, "default")
+    for r in (0, 1):
+        train = dag.get_task(f"round_{r}.train").partial_kwargs
+        assert (train["gpu"], train["team"]) == ("{{ params.gpu }}", "{{ params.team }}")
 
 
 def test_data_triggered_and_maintenance_dags(elearn_home):

@@ -254,3 +254,46 @@ def test_no_secret_reaches_a_pod_a_log_line_or_the_lineage(kube_config, s3_home,
                             json.dumps(run.usage), str(run.error)])
     for secret in (password, key_id, key):
         assert secret not in everything
+
+
+def test_early_stopping_works_on_kubernetes_too(kube_config):
+    """The trigger watching a trial's pods reads the chief's per-epoch metrics from the object
+    store while they run and stops the trial the median rule stops: every pod is deleted and the
+    trial is told STOPPED with its last value."""
+    from airflow.sdk import DAG
+
+    from elearn.compute.layout import RunLayout
+    from elearn.objectstore import default_store
+    from elearn.tuning import StudyConfig, ask, create_study, report_epochs, tell, trials_of
+    from operators.tuning import TrialTrainingOperator
+
+    kube = kube_config
+    space = {"learning_rate": {"type": "loguniform", "low": 1e-4, "high": 1e-1}}
+    create_study(StudyConfig(name="k8s", space=space, metric="val_auc", parallelism=3, max_trials=3,
+                             early_stopping={"min_trials": 2, "min_epochs": 2}))
+    good_a, good_b, slow = ask("k8s", 0, "manual__deferral")
+    for t in (good_a, good_b):  # two finished trials to compare with
+        report_epochs(t.id, {1: 0.80, 2: 0.85, 3: 0.88})
+        tell(t.id, "COMPLETED", 0.88)
+    trial = {"id": slow.id, "number": slow.number, "study": "k8s", "params": slow.params, "metric": "val_auc"}
+    with DAG("gang_deferral_dag", schedule=None):
+        op = TrialTrainingOperator(task_id="train", module="tests.unit.trial_probe", trial=trial, workers=2,
+                                   poll_interval_s=0.05, kubernetes_conn_id="kube_emu")
+    ctx = context(op=op)
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(ctx)
+    names = wait_for_pods(kube, 2)
+    for name in names:
+        kube.set_pod(NS, name, "Running")
+    # the chief writes its epochs, worse than the finished trials at the same epoch
+    prefix = runs.get_run(deferred.value.kwargs["run_id"]).run_prefix
+    default_store().put_bytes(b'{"epoch": 1, "val_auc": 0.50}\n{"epoch": 2, "val_auc": 0.55}\n',
+                              RunLayout(prefix).metrics(0))
+    event = fire(deferred.value.trigger)
+    assert event["status"] == "stopped" and "median stopping rule" in event["message"]
+    assert kube.live() == []
+    result = op.execute_attempt_done(ctx, event=event, **deferred.value.kwargs)
+    assert result["state"] == "STOPPED" and result["value"] == pytest.approx(0.55)
+    told = {t.number: t for t in trials_of("k8s")}[slow.number]
+    assert told.state == "STOPPED" and told.value == pytest.approx(0.55)
+    assert runs.get_run(deferred.value.kwargs["run_id"]).state == "STOPPED"
