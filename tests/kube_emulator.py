@@ -109,6 +109,17 @@ class KubeEmulator:
         cfg.retries = 0
         return kubernetes.client.ApiClient(cfg)
 
+    def write_kubeconfig(self, path) -> str:
+        """A kubeconfig file for this emulator (what KUBECONFIG or a Kubernetes connection names)."""
+        path.write_text(f"""apiVersion: v1
+kind: Config
+clusters: [{{name: emu, cluster: {{server: "{self.url}"}}}}]
+users: [{{name: me, user: {{token: t}}}}]
+contexts: [{{name: emu, context: {{cluster: emu, user: me}}}}]
+current-context: emu
+""")
+        return str(path)
+
     # ------------------------------------------------------------------ what the test sees and drives
     def live(self, kind_path: str | None = None) -> list[tuple[str, str | None, str]]:
         """``(resource, namespace, name)`` of every object not deleted."""

@@ -66,20 +66,13 @@ def test_a_kpo_style_gang_dag_runs_on_every_backend(elearn_home, tmp_path, backe
     try:
         if backend == "builtin":
             kube.add_node("node-a", cpu="8", memory="32Gi")
-        kubeconfig = tmp_path / "kubeconfig"
-        kubeconfig.write_text(f"""apiVersion: v1
-kind: Config
-clusters: [{{name: emu, cluster: {{server: "{kube.url}"}}}}]
-users: [{{name: me, user: {{token: t}}}}]
-contexts: [{{name: emu, context: {{cluster: emu, user: me}}}}]
-current-context: emu
-""")
+        kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig")
         kubelet = Kubelet(kube, elearn_home)
         kubelet.start()
         result = run_dag(elearn_home, {}, timeout=600, dag_id="gang_on_kubernetes", extra_env={
             "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
             "AIRFLOW_CONN_KUBE_EMU": json.dumps({"conn_type": "kubernetes",
-                                                 "extra": {"kube_config_path": str(kubeconfig)}}),
+                                                 "extra": {"kube_config_path": kubeconfig}}),
             "AIRFLOW__ELEARN__COMPUTE_DRIVER": "kubernetes", "AIRFLOW__ELEARN__GANG_BACKEND": backend,
             "AIRFLOW__ELEARN__K8S_NAMESPACE": NS})
         kubelet.done.set()

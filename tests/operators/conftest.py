@@ -14,18 +14,11 @@ from tests.kube_emulator import KubeEmulator
 def kube_config(elearn_home, monkeypatch, tmp_path):
     """The kubernetes driver configured the way a user would: KUBECONFIG and AIRFLOW__ELEARN__*."""
     emulator = KubeEmulator().start()
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(f"""apiVersion: v1
-kind: Config
-clusters: [{{name: emu, cluster: {{server: "{emulator.url}"}}}}]
-users: [{{name: me, user: {{token: t}}}}]
-contexts: [{{name: emu, context: {{cluster: emu, user: me}}}}]
-current-context: emu
-""")
-    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    kubeconfig = emulator.write_kubeconfig(tmp_path / "kubeconfig")
+    monkeypatch.setenv("KUBECONFIG", kubeconfig)
     # the task reaches the cluster through an Airflow connection, as KubernetesPodOperator tasks do
     monkeypatch.setenv("AIRFLOW_CONN_KUBE_EMU", json.dumps({"conn_type": "kubernetes",
-                                                            "extra": {"kube_config_path": str(kubeconfig)}}))
+                                                            "extra": {"kube_config_path": kubeconfig}}))
     monkeypatch.setenv("AIRFLOW__ELEARN__COMPUTE_DRIVER", "kubernetes")
     monkeypatch.setenv("AIRFLOW__ELEARN__GANG_BACKEND", "volcano")
     monkeypatch.setenv("AIRFLOW__ELEARN__K8S_NAMESPACE", NS)
