@@ -297,3 +297,54 @@ def test_early_stopping_works_on_kubernetes_too(kube_config):
     told = {t.number: t for t in trials_of("k8s")}[slow.number]
     assert told.state == "STOPPED" and told.value == pytest.approx(0.55)
     assert runs.get_run(deferred.value.kwargs["run_id"]).state == "STOPPED"
+
+
+KILLED_TASK = """
+import os, sys, time
+from types import SimpleNamespace
+from airflow.sdk import DAG
+from operators import GangTrainingOperator
+from operators.gang import GangTrainingOperator as Op
+
+def hang(self, *a, **k):  # the process dies after the pods exist, before the task is deferred
+    print("pods created", flush=True)
+    time.sleep(600)
+
+Op.defer = hang
+with DAG("gang_deferral_dag", schedule=None):
+    op = GangTrainingOperator(task_id="train", module="tests.unit.gang_probe", workers=2,
+                              kubernetes_conn_id="kube_emu", poll_interval_s=0.05)
+ti = SimpleNamespace(try_number=1, dag_id="gang_deferral_dag", task_id="train", map_index=-1)
+op.execute({"run_id": "manual__deferral", "ti": ti, "dag": op.dag})
+"""
+
+
+def test_a_task_process_killed_mid_gang_is_adopted_by_the_next_try(kube_config):
+    """A real task process is SIGKILLed after creating its gang; the next try finds the same
+    pods (none created twice) and watches them to the end."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    kube = kube_config
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_TASK], cwd=REPO, env=dict(os.environ),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for line in proc.stdout:
+            if "pods created" in line:
+                break
+        names = wait_for_pods(kube, 2)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    op = make_op(workers=2)
+    with pytest.raises(TaskDeferred) as adopted:
+        op.execute(context(try_number=2, op=op))
+    assert sorted(kube.pod_names(NS)) == names
+    assert len([r for r in kube.emu if r.method == "POST" and r.url.path.endswith("/pods")]) == 2
+    threading.Thread(target=run_through, args=(kube, names), daemon=True).start()
+    event = fire(adopted.value.trigger)
+    assert event["status"] == "succeeded" and kube.live() == []
