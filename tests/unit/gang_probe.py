@@ -1,6 +1,6 @@
 """A tiny gang worker for driver tests: prints, optionally fails or sleeps.
 
-Modes: ok, fail (worker 1 exits 3 at once), sleep, hold (1.5 s), flaky (worker 1 exits 3 on the first
+Modes: ok, fail (worker 1 exits 3 at once), sleep, hold (1.5 s), quiet (a WorkerContext, then 60 s without output), flaky (worker 1 exits 3 on the first
 attempt only), usage (reports resource use like a training program does).
 """
 
@@ -29,6 +29,12 @@ if __name__ == "__main__":
     if (mode == "fail" or mode == "flaky" and attempt == 0) and index == 1:
         print("about to fail: bad hyperparameter", flush=True)
         sys.exit(3)
+    if mode == "quiet":  # a worker of the platform that trains without printing
+        from elearn.compute.worker import WorkerContext
+
+        WorkerContext.from_env()
+        print("training quietly", flush=True)
+        time.sleep(60)
     if mode in ("fail", "sleep"):
         time.sleep(60)
     if mode == "hold":  # a while, so that gangs started together overlap

@@ -117,3 +117,40 @@ def test_workers_report_cpu_time_and_no_gpu(elearn_home):
     assert run.gpu_seconds == 0 and run.gpu_util_mean is None
     report = run.usage["worker-0/attempt-0"]
     assert report["gpus"] == 0 and report["note"] == "no GPU assigned to this worker"
+
+
+ORPHANING_TASK = """
+from elearn.compute import GangSpec, Resources
+from elearn.compute.local import LocalDriver
+spec = GangSpec(name="orphans", workers=2, module="tests.unit.gang_probe", args=("quiet",), resources=Resources(cpu=1))
+LocalDriver().run(spec, "runs/orphans", lambda line: print(line, flush=True))
+"""
+
+
+def test_workers_of_a_killed_task_process_exit(elearn_home):
+    """SIGKILL gives a task no chance to stop its local gang; its workers notice their task
+    process is gone and exit instead of training on for nobody."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    from tests.conftest import REPO
+
+    task = subprocess.Popen([sys.executable, "-c", ORPHANING_TASK], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    seen = 0
+    for line in task.stdout:  # both workers are training (and write nothing more)
+        seen += "training quietly" in line
+        if seen == 2:
+            break
+    workers = psutil.Process(task.pid).children()
+    assert len(workers) == 2
+    os.kill(task.pid, signal.SIGKILL)
+    task.wait(10)
+    deadline = time.monotonic() + 15
+    while any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers):
+        assert time.monotonic() < deadline, "the workers of the killed task kept running"
+        time.sleep(0.2)

@@ -25,7 +25,8 @@ from elearn import config
 from elearn.compute.driver import GangDriver, LineSink
 from elearn.compute.gang import AttemptEnd, GangSpec
 from elearn.compute.slots import SlotPool
-from elearn.compute.worker import ENV_NUM_WORKERS, ENV_OBJECT_STORE, ENV_RUN_PREFIX, ENV_WORKER_INDEX
+from elearn.compute.worker import (ENV_NUM_WORKERS, ENV_OBJECT_STORE, ENV_PARENT_PID, ENV_RUN_PREFIX,
+                                   ENV_WORKER_INDEX)
 from elearn.errors import ConfigError, GangStopped
 
 TAIL_LINES = 20
@@ -82,6 +83,7 @@ def worker_env(spec: GangSpec, index: int, ports: list[int], run_prefix: str, gp
         ENV_OBJECT_STORE: spec.env.get(ENV_OBJECT_STORE) or config.get("object_store"),
         "TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": threads,
         "CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in gpus),  # "" hides every GPU
+        ENV_PARENT_PID: str(os.getpid()),
         "TF_CPP_MIN_LOG_LEVEL": env.get("TF_CPP_MIN_LOG_LEVEL", "2"),
         "PYTHONUNBUFFERED": "1",
     })

@@ -19,6 +19,10 @@ ENV_OBJECT_STORE = "ELEARN_OBJECT_STORE"
 ENV_WORKER_INDEX = "ELEARN_WORKER_INDEX"
 ENV_NUM_WORKERS = "ELEARN_NUM_WORKERS"
 ENV_ATTEMPT = "ELEARN_ATTEMPT"  # 0 for the first start, n after the n-th gang restart
+# Set by the local driver: the task process the worker belongs to. A worker whose task process
+# died (SIGKILL gives it no chance to stop its gang) exits instead of training on for nobody.
+ENV_PARENT_PID = "ELEARN_PARENT_PID"
+ORPHAN_EXIT_STATUS = 75
 
 
 @dataclass
@@ -47,12 +51,34 @@ class WorkerContext:
                    if v not in os.environ]
         if missing:
             raise SystemExit(f"not started by an elearn driver: {', '.join(missing)} unset")
+        cls.exit_with_parent()
         from elearn import config
 
         store = ObjectStore(os.environ[ENV_OBJECT_STORE], s3_endpoint_url=config.get("s3_endpoint_url"),
                             s3_region=config.get("s3_region"))
         return cls(index=int(os.environ[ENV_WORKER_INDEX]), num_workers=int(os.environ[ENV_NUM_WORKERS]),
                    run_prefix=os.environ[ENV_RUN_PREFIX], store=store, attempt=int(os.environ.get(ENV_ATTEMPT, "0")))
+
+    @staticmethod
+    def exit_with_parent(parent: int | None = None, every_s: float = 1.0) -> None:
+        """Exit (status 75) once the task process that started this worker is gone: a daemon
+        thread compares ``os.getppid()`` with ``ELEARN_PARENT_PID``. Called by ``from_env``."""
+        import threading
+
+        parent = parent or int(os.environ.get(ENV_PARENT_PID) or 0)
+        if not parent:
+            return
+
+        def watch():
+            while os.getppid() == parent:
+                time.sleep(every_s)
+            try:  # its output went to that process: the pipe may be closed
+                print(f"the task process {parent} that started this worker is gone; exiting", flush=True)
+            except OSError:
+                pass
+            os._exit(ORPHAN_EXIT_STATUS)
+
+        threading.Thread(target=watch, name="elearn-parent", daemon=True).start()
 
     @property
     def checkpoints(self) -> "Checkpoints":
