@@ -253,3 +253,35 @@ def test_gc_deletes_old_training_outputs_but_not_registered_artifacts(registry):
     store.save_version("m", store2.version, by="ana")
     collect_garbage(store, objects, ttl=timedelta(0))
     assert verify_version(store, objects, "m", store2.version).healthy  # its own copy under models/
+
+
+def test_a_refused_finish_of_a_release_changes_nothing(elearn_home):
+    """Promote after a rollback (or gates and a person finishing the same release at once): the
+    second finish is refused and production stays where it was (issue 15, 1)."""
+    from elearn.db import session_scope
+    from elearn.errors import Conflict
+    from elearn.leases import now
+    from elearn.registry import get_store
+    from elearn.serving import releases
+    from elearn.serving.dbmodels import SqlRelease
+    from elearn.serving.gates import Decision
+
+    store = get_store()
+    for _ in (1, 2):
+        v = store.create_version("rel", params={}, metrics={}, lineage={}, dag_run_id=None)
+        store.finish_version("rel", v.version, artifact_uri="file:///x", files={})
+    store.set_alias("rel", "production", 1, changed_by="test")
+    with session_scope() as s:
+        row = SqlRelease(model="rel", stable_version=1, canary_version=2, canary_weight=10, gates={},
+                         state="RUNNING", started_at=now(), history=[])
+        s.add(row)
+        s.flush()
+        release_id = row.id
+    release = releases.get_release(release_id)
+    rolled = releases.finish(release, Decision("rollback", "canary errors"), by="gates")
+    assert rolled.state == "ROLLED_BACK"
+    with pytest.raises(Conflict, match=r"release \d+ of rel is already ROLLED_BACK"):
+        releases.finish(release, Decision("promote", "looks fine"), by="someone")
+    assert store.get_by_alias("rel", "production").version == 1
+    after = releases.get_release(release_id)
+    assert after.state == "ROLLED_BACK" and [h["event"] for h in after.history] == ["rollback"]

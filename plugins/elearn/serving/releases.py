@@ -129,23 +129,41 @@ def start_release(model: str, canary: int, *, weight: int = 10, gates: Gates | N
 
 
 def finish(release: Release, decision: Decision, *, by: str = "") -> Release:
-    """Promote (alias and all traffic to the canary) or roll back (all traffic to stable)."""
+    """Promote (alias and all traffic to the canary) or roll back (all traffic to stable).
+
+    The release's state changes only if it is still RUNNING, in one conditional UPDATE, so two
+    finishers (the gates and a person, or a promote after a rollback) never both win; a refused
+    finish raises ``Conflict`` and changes nothing. ``production`` moves last, after the state
+    change won; if moving it fails, the release is RUNNING again and the error is raised."""
+    from sqlalchemy import update
+
     from elearn.registry import get_store
 
     if decision.action not in ("promote", "rollback"):
         raise InvalidInput(f"a release ends with promote or rollback, not {decision.action!r}")
-    if decision.action == "promote":
-        get_store().set_alias(release.model, PRODUCTION, release.canary, changed_by=by or "release")
+    state = "PROMOTED" if decision.action == "promote" else "ROLLED_BACK"
     with session_scope() as s:
+        won = s.execute(update(SqlRelease).where(SqlRelease.id == release.id, SqlRelease.state == "RUNNING")
+                        .values(state=state, canary_weight=100 if decision.action == "promote" else 0)).rowcount
         row = s.get(SqlRelease, release.id)
-        if row.state != "RUNNING":
-            raise Conflict(f"release {release.id} of {release.model} is already {row.state}")
-        row.state = "PROMOTED" if decision.action == "promote" else "ROLLED_BACK"
-        row.canary_weight = 100 if decision.action == "promote" else 0
+        if row is None:
+            raise NotFound(f"release {release.id} does not exist")
+        if not won:
+            raise Conflict(f"release {release.id} of {release.model} is already {row.state}; nothing was changed")
         row.history = [*row.history, {"at": now().isoformat(), "event": decision.action, "reason": decision.reason,
                                       "by": by}]
         s.flush()
-        return _entity(row)
+        finished = _entity(row)
+    if decision.action == "promote":
+        try:
+            get_store().set_alias(release.model, PRODUCTION, release.canary, changed_by=by or "release")
+        except BaseException:
+            with session_scope() as s:  # production did not move: the release is not over
+                row = s.get(SqlRelease, release.id)
+                row.state, row.canary_weight = "RUNNING", release.canary_weight
+                row.history = row.history[:-1]
+            raise
+    return finished
 
 
 def local_proxy(port: int | None = None):
