@@ -45,6 +45,17 @@ def _s3_filesystem(endpoint_url: str, region: str) -> pafs.FileSystem:
     return _S3_FILESYSTEMS[key]
 
 
+def check_key(key: str, what: str = "key") -> str:
+    """``key`` itself when it is a relative path of non-empty segments, none of them ``.`` or
+    ``..``; else ``InvalidInput``. Every key and prefix is checked here, at the store's edge, so
+    no name (a DAG run id, a model name) can reach outside the store or another run's files."""
+    if not isinstance(key, str) or not key or key.startswith("/") or "\x00" in key or any(
+            segment in ("", ".", "..") for segment in key.split("/")):
+        raise InvalidInput(f"object store {what} {key!r} must be a relative path of non-empty segments without "
+                           f"'.' or '..' (e.g. runs/<dag>/<run>/model/metrics.json)")
+    return key
+
+
 @dataclass(frozen=True)
 class ObjectStore:
     """Files under ``root`` (a URI). ``uri(key)`` is what other tools (pyiceberg, Spark) read.
@@ -75,6 +86,18 @@ class ObjectStore:
         fs, base = pafs.FileSystem.from_uri(self.root)
         return fs, base.rstrip("/")
 
+    def _path(self, key: str) -> str:
+        """The filesystem path of a checked ``key``."""
+        return f"{self._fs_and_base[1]}/{check_key(key)}"
+
+    def _prefix_path(self, prefix: str, *, root_ok: bool) -> str:
+        """The path of a checked ``prefix`` (a trailing ``/`` is fine; "" is the whole store,
+        allowed only when ``root_ok``)."""
+        prefix = prefix.rstrip("/") if isinstance(prefix, str) else prefix
+        if prefix == "" and root_ok:
+            return self._fs_and_base[1]
+        return f"{self._fs_and_base[1]}/{check_key(prefix, 'prefix')}"
+
     def _write(self, target: str, write) -> None:
         fs, _ = self._fs_and_base
         if self.is_s3:
@@ -94,14 +117,14 @@ class ObjectStore:
 
     def local_path(self, key: str) -> Path:
         """The filesystem path of ``key``; only for ``file://`` stores."""
-        parsed = urlparse(self.uri(key))
+        parsed = urlparse(self.uri(check_key(key)))
         if parsed.scheme != "file":
             raise ConfigError(f"{self.uri(key)} is not on the local filesystem")
         return Path(parsed.path)
 
     def exists(self, key: str) -> bool:
         fs, base = self._fs_and_base
-        return fs.get_file_info(f"{base}/{key}").type != pafs.FileType.NotFound
+        return fs.get_file_info(self._path(key)).type != pafs.FileType.NotFound
 
     def put_file(self, src: Path, key: str, *, checksum: bool = False, link: bool = False) -> str | None:
         """Copy a local file to ``key``; with ``checksum``, return its sha256 computed while
@@ -132,12 +155,12 @@ class ObjectStore:
                         digest.update(block)
                     f_out.write(block)
 
-        self._write(f"{base}/{key}", write)
+        self._write(self._path(key), write)
         return digest.hexdigest() if digest is not None else None
 
     def put_bytes(self, data: bytes, key: str) -> None:
         _, base = self._fs_and_base
-        self._write(f"{base}/{key}", lambda f_out: f_out.write(data))
+        self._write(self._path(key), lambda f_out: f_out.write(data))
 
     def put_json(self, obj, key: str) -> None:
         self.put_bytes(json.dumps(obj, indent=2, sort_keys=True).encode(), key)
@@ -145,7 +168,7 @@ class ObjectStore:
     def get_bytes(self, key: str) -> bytes:
         fs, base = self._fs_and_base
         try:
-            with fs.open_input_stream(f"{base}/{key}") as f:
+            with fs.open_input_stream(self._path(key)) as f:
                 return f.read()
         except FileNotFoundError as e:
             raise NotFound(f"{self.uri(key)} does not exist in the object store") from e
@@ -154,7 +177,7 @@ class ObjectStore:
         """A seekable reader (what ``pyarrow.parquet.ParquetFile`` needs)."""
         fs, base = self._fs_and_base
         try:
-            return fs.open_input_file(f"{base}/{key}")
+            return fs.open_input_file(self._path(key))
         except FileNotFoundError as e:
             raise NotFound(f"{self.uri(key)} does not exist in the object store") from e
 
@@ -165,7 +188,7 @@ class ObjectStore:
         fs, base = self._fs_and_base
         dest.parent.mkdir(parents=True, exist_ok=True)
         try:
-            with fs.open_input_stream(f"{base}/{key}") as f_in, open(dest, "wb") as f_out:
+            with fs.open_input_stream(self._path(key)) as f_in, open(dest, "wb") as f_out:
                 shutil.copyfileobj(f_in, f_out, CHUNK)
         except FileNotFoundError as e:
             raise NotFound(f"{self.uri(key)} does not exist in the object store") from e
@@ -174,39 +197,39 @@ class ObjectStore:
     def list(self, prefix: str) -> list[str]:
         """Keys of the files below ``prefix`` (recursive), sorted."""
         fs, base = self._fs_and_base
-        selector = pafs.FileSelector(f"{base}/{prefix.strip('/')}", recursive=True, allow_not_found=True)
+        selector = pafs.FileSelector(self._prefix_path(prefix, root_ok=True), recursive=True, allow_not_found=True)
         infos = fs.get_file_info(selector)
         return sorted(i.path[len(base) + 1 :] for i in infos if i.type == pafs.FileType.File)
 
     def list_modified(self, prefix: str) -> dict[str, float]:
         """Key -> last-modified time (epoch seconds) of the files below ``prefix``."""
         fs, base = self._fs_and_base
-        selector = pafs.FileSelector(f"{base}/{prefix.strip('/')}", recursive=True, allow_not_found=True)
+        selector = pafs.FileSelector(self._prefix_path(prefix, root_ok=True), recursive=True, allow_not_found=True)
         return {i.path[len(base) + 1:]: i.mtime.timestamp() for i in fs.get_file_info(selector)
                 if i.type == pafs.FileType.File}
 
     def sha256(self, key: str) -> str:
         fs, base = self._fs_and_base
         digest = hashlib.sha256()
-        with fs.open_input_stream(f"{base}/{key}") as f:
+        with fs.open_input_stream(self._path(key)) as f:
             for block in iter(lambda: f.read(CHUNK), b""):
                 digest.update(block)
         return digest.hexdigest()
 
     def size(self, key: str) -> int:
         fs, base = self._fs_and_base
-        return fs.get_file_info(f"{base}/{key}").size
+        return fs.get_file_info(self._path(key)).size
 
     def delete(self, key: str) -> None:
         fs, base = self._fs_and_base
         try:
-            fs.delete_file(f"{base}/{key}")
+            fs.delete_file(self._path(key))
         except FileNotFoundError:
             pass
 
     def delete_prefix(self, prefix: str) -> None:
         fs, base = self._fs_and_base
-        path = f"{base}/{prefix.strip('/')}"
+        path = self._prefix_path(prefix, root_ok=False)  # never the whole store
         if self.is_s3:
             for key in self.list(prefix):
                 fs.delete_file(f"{base}/{key}")

@@ -61,3 +61,15 @@ def test_young_snapshots_are_kept_and_bad_arguments_refused(elearn_home, tmp_pat
     assert expire_snapshots("ret", older_than=timedelta(days=1), keep_last=1).expired == []
     with pytest.raises(InvalidInput, match="keep_last must be at least 1"):
         expire_snapshots("ret", keep_last=0)
+
+
+def test_a_negative_age_is_refused_and_expires_nothing(elearn_home, tmp_path):
+    """``--older-than-days -3`` would reach into the future (issue 15, 6)."""
+    folder = tmp_path / "neg"
+    folder.mkdir()
+    pq.write_table(pa.table({"x": [1]}), folder / "p.parquet")
+    register_datastore("neg", folder, objects=default_store(), properties={"dag_id": "d", "dag_run_id": "r",
+                                                                           "task_id": "t"})
+    with pytest.raises(InvalidInput, match=r"older than -3 days would expire snapshots from the future"):
+        expire_snapshots("neg", older_than=timedelta(days=-3), keep_last=1)
+    assert read_arrow("neg").num_rows == 1

@@ -132,3 +132,30 @@ def test_stall_watchdog_ends_a_worker_that_makes_no_progress():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 70 and "progressing" in done.stdout
     assert "no training progress for" in done.stdout and time.monotonic() - started < 15
+
+
+def test_names_with_a_trailing_newline_are_refused(elearn_home, tmp_path):
+    """Name patterns ending in ``$`` accept "name\\n" with ``match``; every name check is a full match
+    (issue 15, 6): gangs, modules, studies, models, aliases, tags, datastores."""
+    from elearn.datastores import register_datastore
+    from elearn.objectstore import default_store
+    from elearn.registry import get_store
+    from elearn.tuning import StudyConfig
+
+    with pytest.raises(InvalidInput, match="gang name"):
+        GangSpec(name="probe\n", workers=1, module=PROBE)
+    with pytest.raises(InvalidInput, match="is not a Python module path"):
+        GangSpec(name="probe", workers=1, module="tests.unit.gang_probe\n")
+    with pytest.raises(InvalidInput):
+        StudyConfig(name="study\n", space={"x": {"type": "uniform", "low": 0, "high": 1}})
+    store = get_store()
+    with pytest.raises(InvalidInput):
+        store.create_version("model\n", params={}, metrics={}, lineage={}, dag_run_id=None)
+    v = store.create_version("model", params={}, metrics={}, lineage={}, dag_run_id=None)
+    store.finish_version("model", v.version, artifact_uri="file:///x", files={})
+    with pytest.raises(InvalidInput):
+        store.set_alias("model", "production\n", v.version, changed_by="test")
+    with pytest.raises(InvalidInput):
+        store.set_tag("model", v.version, "key\n", "value")
+    with pytest.raises(InvalidInput):
+        register_datastore("flights\n", tmp_path, objects=default_store(), properties={})

@@ -59,3 +59,35 @@ def test_put_file_link_shares_the_file_and_falls_back_to_a_copy(tmp_path, monkey
     store.put_file(src, "t/data/part-2.parquet")  # without link: always a copy
     assert store.local_path("t/data/part-2.parquet").stat().st_ino != src.stat().st_ino
     assert not any(k.endswith(".partial") for k in store.list("t"))
+
+
+@pytest.mark.parametrize("key", ["../outside.txt", "a/../../outside.txt", "/etc/passwd", "a//b", "a/./b", "", "."])
+def test_keys_that_leave_the_store_or_are_not_paths_are_refused(tmp_path, key):
+    """Every key is checked at the store's edge (issue 15, 6): nothing reaches outside the root."""
+    store = ObjectStore(f"file://{tmp_path}/store")
+    with pytest.raises(InvalidInput, match="must be a relative path of non-empty segments without '.' or '..'"):
+        store.put_bytes(b"x", key)
+    for read in (store.get_bytes, store.exists, store.delete):
+        with pytest.raises(InvalidInput):
+            read(key)
+    assert not (tmp_path / "outside.txt").exists()
+
+
+def test_prefixes_are_checked_and_the_whole_store_is_never_deleted(tmp_path):
+    store = ObjectStore(f"file://{tmp_path}/store")
+    store.put_bytes(b"x", "runs/a/f")
+    assert store.list("runs/") == store.list("runs") == ["runs/a/f"] and store.list("") == ["runs/a/f"]
+    with pytest.raises(InvalidInput, match="object store prefix '..'"):
+        store.list("..")
+    with pytest.raises(InvalidInput, match="object store prefix ''"):
+        store.delete_prefix("/")
+    assert store.exists("runs/a/f")
+
+
+@pytest.mark.parametrize("run_id", ["..", ".", "../../etc"])
+def test_a_dag_run_id_never_names_a_folder_outside_its_dag(run_id):
+    from elearn.compute.layout import RunLayout
+
+    prefix = RunLayout.for_task("nightly", run_id, "train", 1).prefix
+    parts = prefix.split("/")
+    assert parts[:2] == ["runs", "nightly"] and len(parts) == 5 and not {".", ".."} & set(parts)

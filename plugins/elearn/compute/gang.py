@@ -61,18 +61,18 @@ class GangSpec:
     inputs: tuple["DatastoreRef", ...] = ()
 
     def __post_init__(self):
-        if not NAME_RE.match(self.name):
+        if not NAME_RE.fullmatch(self.name):
             raise InvalidInput(f"gang name {self.name!r} must be lower-case letters, digits and '-' (max 52)")
         if self.workers < 1:
             raise InvalidInput(f"gang {self.name}: workers must be at least 1, got {self.workers}")
-        if not re.match(r"^[A-Za-z_][\w.]*$", self.module):
+        if not re.fullmatch(r"[A-Za-z_][\w.]*", self.module):
             raise InvalidInput(f"gang {self.name}: module {self.module!r} is not a Python module path")
         if self.schedule_timeout_s <= 0:
             raise InvalidInput(f"gang {self.name}: schedule_timeout_s must be positive")
         if self.max_restarts < 0:
             raise InvalidInput(f"gang {self.name}: max_restarts must be 0 or more, got {self.max_restarts}")
         for label, value in (("team", self.team), ("queue", self.queue_name)):
-            if not NAME_RE.match(value):
+            if not NAME_RE.fullmatch(value):
                 raise InvalidInput(f"gang {self.name}: {label} {value!r} must be lower-case letters, digits and '-'")
         for t in self.tolerations:
             if not isinstance(t, dict) or "key" not in t and t.get("operator") != "Exists":

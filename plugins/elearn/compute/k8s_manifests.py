@@ -124,10 +124,10 @@ def build_gang(spec: GangSpec, *, gang_id: str, namespace: str, backend: str, im
     """
     if backend not in BACKENDS:
         raise ConfigError(f"unknown gang backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    if not GANG_ID_RE.match(gang_id):
+    if not GANG_ID_RE.fullmatch(gang_id):
         raise InvalidInput(f"gang id {gang_id!r} must be a DNS-1035 label: lower-case letters, digits and '-', "
                            f"starting with a letter, at most 52 characters")
-    if not NAMESPACE_RE.match(namespace):
+    if not NAMESPACE_RE.fullmatch(namespace):
         raise InvalidInput(f"namespace {namespace!r} is not a valid Kubernetes namespace name")
     if not 1 <= port <= 65535:
         raise InvalidInput(f"gang {gang_id}: port {port} must be between 1 and 65535")
@@ -224,13 +224,13 @@ def _check_placement(spec: GangSpec, gang_id: str, backend: str, placement: list
         got = "none" if placement is None else f"{len(placement)} nodes"
         raise InvalidInput(f"gang {gang_id}: the builtin backend needs a placement of exactly {spec.workers} "
                            f"node names (one per worker) from elearn's admission; got {got}")
-    bad = [n for n in placement if not isinstance(n, str) or not NODE_NAME_RE.match(n)]
+    bad = [n for n in placement if not isinstance(n, str) or not NODE_NAME_RE.fullmatch(n)]
     if bad:
         raise InvalidInput(f"gang {gang_id}: placement {bad!r} are not Kubernetes node names")
 
 
 def _memory(spec: GangSpec, gang_id: str) -> str:
-    match = QUANTITY_RE.match(spec.resources.memory)
+    match = QUANTITY_RE.fullmatch(spec.resources.memory)
     if not match or Decimal(match[1]) <= 0:
         raise InvalidInput(f"gang {gang_id}: memory request {spec.resources.memory!r} is not a positive "
                            f"Kubernetes quantity (e.g. 512Mi, 4Gi)")
@@ -243,7 +243,7 @@ def _cpu(cores: float) -> str:
 
 
 def _times(quantity: str, n: int) -> str:
-    number, suffix = QUANTITY_RE.match(quantity).groups()
+    number, suffix = QUANTITY_RE.fullmatch(quantity).groups()
     text = f"{Decimal(number) * n:f}"
     if "." in text:
         text = text.rstrip("0").rstrip(".")

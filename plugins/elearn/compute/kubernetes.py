@@ -141,7 +141,7 @@ def _plural(kind: str) -> str:
 
 def log_time_ns(stamp: str) -> int | None:
     """A kubelet log timestamp (RFC 3339 with up to nanoseconds) as nanoseconds since the epoch."""
-    m = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)$", stamp)
+    m = re.fullmatch(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)$", stamp)
     if not m:
         return None
     whole = datetime.fromisoformat(m[1] + ("+00:00" if m[3] == "Z" else m[3]))

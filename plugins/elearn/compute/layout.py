@@ -24,8 +24,10 @@ MODEL_DIR = "model"
 
 
 def run_dir_name(run_id: str) -> str:
-    """A DAG run id as one path segment (``manual__2026-01-01T00:00:00+00:00`` keeps its shape)."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)
+    """A DAG run id as one path segment (``manual__2026-01-01T00:00:00+00:00`` keeps its shape);
+    leading dots become ``_``, so no run id (``..``, say) names a folder above its DAG's."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)
+    return re.sub(r"^\.+", lambda m: "_" * len(m.group()), name) or "_"
 
 
 @dataclass(frozen=True)

@@ -83,7 +83,7 @@ def validate_name(name: str) -> None:
         raise InvalidInput(f"datastore name {name!r} must not contain path separators or '..'")
     if len(name) > MAX_NAME:
         raise InvalidInput(f"datastore name is {len(name)} characters long; the limit is {MAX_NAME}")
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise InvalidInput(f"datastore name {name!r} must start with a lower-case letter and hold only "
                            f"lower-case letters, digits and '_'")
 

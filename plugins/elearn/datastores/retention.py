@@ -47,6 +47,9 @@ def expire_snapshots(name: str, *, older_than: timedelta = timedelta(days=30), k
     """Expire the snapshots of ``name`` that nothing protects (see module docstring)."""
     if keep_last < 1:
         raise InvalidInput(f"keep_last must be at least 1 (the current snapshot), got {keep_last}")
+    if not older_than >= timedelta(0):
+        raise InvalidInput(f"older than {older_than.total_seconds() / 86400:g} days would expire snapshots from the "
+                           f"future; give 0 days or more")
     table = open_table(name)
     snapshots = sorted(table.snapshots(), key=lambda s: s.timestamp_ms)
     cutoff_ms = int(((now or datetime.now(timezone.utc)) - older_than).timestamp() * 1000)

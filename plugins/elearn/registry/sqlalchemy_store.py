@@ -26,7 +26,7 @@ TAG_KEY_RE = re.compile(r"^[A-Za-z0-9_./-]{1,128}$")
 
 
 def validate_model_name(name: str) -> None:
-    if not MODEL_NAME_RE.match(name or "") or ".." in name:
+    if not MODEL_NAME_RE.fullmatch(name or "") or ".." in name:
         raise InvalidInput(f"model name {name!r} must be 1-128 letters, digits, '_', '.' or '-' "
                            f"(starting with a letter or digit, no '..')")
 
@@ -127,7 +127,7 @@ class SqlAlchemyRegistryStore(AbstractRegistryStore):
                     for m in s.scalars(select(SqlRegisteredModel).order_by(SqlRegisteredModel.name))]
 
     def set_alias(self, model_name, alias, version, *, changed_by=""):
-        if not ALIAS_RE.match(alias or ""):
+        if not ALIAS_RE.fullmatch(alias or ""):
             raise InvalidInput(f"alias {alias!r} must be 1-64 letters, digits, '-' or '_'")
         with session_scope(self.engine) as s:
             row = self._row(s, model_name, version)
@@ -198,7 +198,7 @@ class SqlAlchemyRegistryStore(AbstractRegistryStore):
             return self._entity(s, row)
 
     def set_tag(self, model_name, version, key, value):
-        if not TAG_KEY_RE.match(key or ""):
+        if not TAG_KEY_RE.fullmatch(key or ""):
             raise InvalidInput(f"tag key {key!r} must be 1-128 letters, digits, '.', '-', '_' or '/'")
         with session_scope(self.engine) as s:
             row = self._row(s, model_name, version)

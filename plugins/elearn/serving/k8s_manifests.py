@@ -19,7 +19,7 @@ NAME_RE = re.compile(r"^[a-z]([-a-z0-9]{0,50}[a-z0-9])?$")
 def version_name(model: str, version: int) -> str:
     """``flight_delay`` v3 -> ``flight-delay-v3`` (a DNS-1035 label)."""
     name = f"{re.sub(r'[^a-z0-9-]+', '-', model.lower()).strip('-')}-v{version}"
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise InvalidInput(f"model {model!r} v{version} gives the name {name!r}, which is not a DNS-1035 label")
     return name
 

@@ -55,7 +55,7 @@ class StudyConfig:
     def __post_init__(self):
         import re
 
-        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$", self.name or ""):
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}", self.name or ""):
             raise InvalidInput(f"study name {self.name!r} must be 1-128 letters, digits, '_', '.' or '-'")
         validate_space(self.space)
         if self.direction not in ("maximize", "minimize"):
