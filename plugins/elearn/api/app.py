@@ -5,10 +5,14 @@ Every route depends on ``elearn.api.auth.authorize`` (Airflow mounts plugin apps
 authentication). FastAPI's own ``/docs`` and ``/openapi.json`` would bypass app dependencies,
 so they are off and the OpenAPI document is served by an ordinary, authenticated route.
 Errors are JSON ``{"code", "message"}``: an ``ElearnError`` with its status (404, 409, 400 …),
-a malformed request 400 naming the field, a missing or bad token 401, a viewer's change 403.
+a malformed request 400 naming the field, a missing or bad token 401, a viewer's change 403;
+anything else a generic 500 with an id under which the server logs what happened.
 """
 
 from __future__ import annotations
+
+import logging
+import uuid
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -18,6 +22,7 @@ import elearn
 from elearn.api.auth import authorize
 from elearn.errors import ElearnError
 
+log = logging.getLogger(__name__)
 API_PREFIX = "/api/v1"
 HTTP_CODES = {400: "invalid_input", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
               409: "conflict"}
@@ -61,7 +66,12 @@ def create_app() -> FastAPI:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, e: Exception):
-        return _error(500, "internal", f"{type(e).__name__}: {e}")
+        # What went wrong inside stays in the server's log; the caller gets an id to quote.
+        error_id = uuid.uuid4().hex[:12]
+        log.error("internal error %s on %s %s", error_id, request.method, request.url.path, exc_info=e)
+        return JSONResponse({"code": "internal", "message": f"internal error {error_id}; the server's log has the "
+                                                            f"details under that id", "error_id": error_id},
+                            status_code=500)
 
     @app.get("/health", tags=["meta"], summary="the plugin is loaded and the caller is signed in")
     def health() -> dict:
