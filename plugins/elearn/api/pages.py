@@ -92,7 +92,7 @@ def runs(request: Request):
 
 
 @router.get("/runs/{run_id}", response_class=HTMLResponse)
-def run(request: Request, run_id: int):
+def run(request: Request, run_id: v1.RUN_ID):
     from elearn.compute import runs as gang_runs
 
     return _render(request, "run.html", "runs", r=gang_runs.get_run(run_id))

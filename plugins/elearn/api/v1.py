@@ -25,6 +25,7 @@ DATASTORE = Annotated[str, Path(pattern=r"^[a-z][a-z0-9_]{0,127}$", description=
                                 examples=["flight_features"])]
 ALIAS = Annotated[str, Path(pattern=r"^[a-z][a-z0-9_\-]{0,63}$", examples=["production"])]
 STUDY = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$", examples=["flight_delay-s1"])]
+RUN_ID = Annotated[int, Path(ge=1, le=2**31 - 1, examples=[1])]
 LIMIT = Annotated[int, Query(ge=1, le=1000)]
 OFFSET = Annotated[int, Query(ge=0, le=2**31 - 1)]
 
@@ -211,7 +212,7 @@ def list_runs(limit: LIMIT = 100) -> list[dict]:
 
 
 @router.get("/runs/{run_id}", tags=["runs"], summary="one gang run with its restarts and per-worker usage")
-def get_run(run_id: Annotated[int, Path(ge=1, le=2**31 - 1, examples=[1])]) -> dict:
+def get_run(run_id: RUN_ID) -> dict:
     from elearn.compute import runs
 
     return _json(runs.get_run(run_id))
