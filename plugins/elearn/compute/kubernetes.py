@@ -24,7 +24,8 @@ import os
 import re
 import threading
 import time
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
 import tenacity
@@ -78,10 +79,6 @@ api_call = tenacity.retry(stop=tenacity.stop_after_attempt(API_ATTEMPTS), wait=_
                           retry=tenacity.retry_if_exception(_transient), reraise=True)
 
 
-def _status(exc: BaseException) -> int | None:
-    return getattr(exc, "status", None)
-
-
 # ---------------------------------------------------------------------------------------------- handles
 
 @dataclass
@@ -101,10 +98,7 @@ class GangHandle:
     tails: list = field(default_factory=list)  # last lines per worker
 
     def to_dict(self) -> dict:
-        return {"gang_id": self.gang_id, "namespace": self.namespace, "workers": self.workers,
-                "refs": [list(r) for r in self.refs], "submitted_at": self.submitted_at,
-                "schedule_timeout_s": self.schedule_timeout_s, "attempt": self.attempt, "run_id": self.run_id,
-                "running_since": self.running_since, "log_marks": self.log_marks, "tails": self.tails}
+        return {**asdict(self), "refs": [list(r) for r in self.refs]}
 
     @classmethod
     def from_dict(cls, d: dict) -> "GangHandle":
@@ -141,7 +135,7 @@ def _plural(kind: str) -> str:
 
 def log_time_ns(stamp: str) -> int | None:
     """A kubelet log timestamp (RFC 3339 with up to nanoseconds) as nanoseconds since the epoch."""
-    m = re.fullmatch(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)$", stamp)
+    m = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)", stamp)
     if not m:
         return None
     whole = datetime.fromisoformat(m[1] + ("+00:00" if m[3] == "Z" else m[3]))
@@ -294,46 +288,40 @@ class KubernetesDriver(GangDriver):
                               f"right now; nothing was created, retry later")
         return placement
 
+    @contextmanager
     def _placement_lock(self, holder: str):
         """The builtin backend's placement lock: a ``coordination.k8s.io`` Lease in the training
         namespace, taken by creating it (the API server lets one create win), given back by
         deleting it; one whose holder stopped renewing for ``PLACEMENT_LEASE_S`` is taken over."""
-        from contextlib import contextmanager
-
         from kubernetes import client
         from kubernetes.client.rest import ApiException
 
         api = client.CoordinationV1Api(self.api_client)
-
-        @contextmanager
-        def held():
-            deadline = time.monotonic() + 2 * PLACEMENT_LEASE_S
-            body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                    "metadata": {"name": PLACEMENT_LEASE, "namespace": self.namespace, "labels": {MANAGED_BY: "elearn"}},
-                    "spec": {"holderIdentity": holder, "leaseDurationSeconds": PLACEMENT_LEASE_S,
-                             "acquireTime": _now_micro(), "renewTime": _now_micro()}}
-            while True:
-                try:
-                    self._call(api.create_namespaced_lease, self.namespace, body)
-                    break
-                except ApiException as e:
-                    if e.status != 409:
-                        raise
-                self._take_over_if_stale(api)
-                if time.monotonic() > deadline:
-                    raise GangTimeout(f"gang {holder}: another gang kept the builtin placement lock (Lease "
-                                      f"{self.namespace}/{PLACEMENT_LEASE}) for {2 * PLACEMENT_LEASE_S}s; retry later")
-                time.sleep(0.05)
+        deadline = time.monotonic() + 2 * PLACEMENT_LEASE_S
+        body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": PLACEMENT_LEASE, "namespace": self.namespace, "labels": {MANAGED_BY: "elearn"}},
+                "spec": {"holderIdentity": holder, "leaseDurationSeconds": PLACEMENT_LEASE_S,
+                         "acquireTime": _now_micro(), "renewTime": _now_micro()}}
+        while True:
             try:
-                yield
-            finally:
-                try:
-                    self._call(api.delete_namespaced_lease, PLACEMENT_LEASE, self.namespace)
-                except ApiException as e:
-                    if e.status != 404:
-                        raise
-
-        return held()
+                self._call(api.create_namespaced_lease, self.namespace, body)
+                break
+            except ApiException as e:
+                if e.status != 409:
+                    raise
+            self._take_over_if_stale(api)
+            if time.monotonic() > deadline:
+                raise GangTimeout(f"gang {holder}: another gang kept the builtin placement lock (Lease "
+                                  f"{self.namespace}/{PLACEMENT_LEASE}) for {2 * PLACEMENT_LEASE_S}s; retry later")
+            time.sleep(0.05)
+        try:
+            yield
+        finally:
+            try:
+                self._call(api.delete_namespaced_lease, PLACEMENT_LEASE, self.namespace)
+            except ApiException as e:
+                if e.status != 404:
+                    raise
 
     def _take_over_if_stale(self, api) -> None:
         from kubernetes import client

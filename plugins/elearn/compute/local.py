@@ -9,6 +9,7 @@ tears the whole gang down. Slots and GPUs come from a host-wide pool (``SlotPool
 from __future__ import annotations
 
 import collections
+import functools
 import json
 import os
 import shutil
@@ -61,7 +62,9 @@ def local_gpus() -> int:
     return count
 
 
+@functools.lru_cache(maxsize=1)
 def visible_gpus() -> int:
+    """GPUs nvidia-smi lists (asked once per process: a trigger builds a driver at every poll)."""
     if not shutil.which("nvidia-smi"):
         return 0
     try:

@@ -116,10 +116,9 @@ class GangRunner:
     def launch(self, attempt: int = 0) -> Watch | Done:
         """Start ``attempt``. A driver whose attempts run elsewhere answers ``Watch`` at once;
         otherwise the attempt runs here, restarting as a whole, until ``Done`` or an exception."""
-        renewer = None
+        renewing = threading.Event()  # set: stop renewing the lease (this in-process run is over)
         if not self.driver.watched_elsewhere:
-            renewer = threading.Thread(target=self._renew_lease, name="elearn-lease", daemon=True)
-            renewer.start()
+            threading.Thread(target=self._renew_lease, args=(renewing,), name="elearn-lease", daemon=True).start()
         try:
             while True:
                 if self._stopped.is_set():
@@ -139,8 +138,7 @@ class GangRunner:
             self.close("STOPPED" if self._stopped.is_set() else "FAILED", getattr(e, "message", None) or repr(e))
             raise
         finally:
-            if renewer is not None:
-                self._stopped.set()  # ends the lease renewer; this lifecycle is over
+            renewing.set()
 
     def attempt_ended(self, attempt: int, end: AttemptEnd) -> int | Done:
         """Decide after ``attempt`` ended: ``Done``, the number of the attempt to start next
@@ -187,8 +185,8 @@ class GangRunner:
         finally:
             runs.finish(self.run_id, state, error)
 
-    def _renew_lease(self) -> None:
-        while not self._stopped.wait(LEASE_RENEW_S):
+    def _renew_lease(self, done: threading.Event) -> None:
+        while not done.wait(LEASE_RENEW_S) and not self._stopped.is_set():
             try:
                 runs.renew_lease(self.run_id)
             except Exception:  # a database hiccup must not kill the gang; the next renewal retries
