@@ -6,17 +6,18 @@ import re
 import time
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from elearn.db import get_engine, session_scope
+from elearn.db import get_engine, serialize, session_scope
 from elearn.errors import Conflict, InvalidInput, NotFound
 from elearn.registry.abstract_store import AbstractRegistryStore
 from elearn.leases import now, owner_alive, owner_id
 from elearn.registry.dbmodels import (SqlAliasHistory, SqlModelAlias, SqlModelVersion, SqlModelVersionTag,
                                       SqlRegisteredModel)
 from elearn.registry.entities import ModelVersion, VersionStatus
+from elearn.serving.dbmodels import SqlRelease
 
 VERSION_RETRIES = 10
 WRITER_LEASE_S = 300.0  # a writer renews it while copying; after that a PENDING version may be failed
@@ -29,6 +30,22 @@ def validate_model_name(name: str) -> None:
     if not MODEL_NAME_RE.fullmatch(name or "") or ".." in name:
         raise InvalidInput(f"model name {name!r} must be 1-128 letters, digits, '_', '.' or '-' "
                            f"(starting with a letter or digit, no '..')")
+
+
+def lock_version(session, model_name: str, version: int) -> None:
+    """Hold version ``model_name`` v``version`` until ``session``'s transaction ends. Every step
+    that pins, unpins, claims or releases a version takes it before it reads, so a claim for
+    removal and a save, an alias or a release of the same version never both pass."""
+    serialize(session, f"elearn-version:{model_name}:{version}",
+              update(SqlModelVersion).where(SqlModelVersion.model_name == model_name,
+                                            SqlModelVersion.version == version)
+              .values(version=SqlModelVersion.version))
+
+
+def version_status(session, model_name: str, version: int) -> str | None:
+    """The version's status as ``session`` sees it (None: no such version)."""
+    return session.scalar(select(SqlModelVersion.status).where(SqlModelVersion.model_name == model_name,
+                                                                SqlModelVersion.version == version))
 
 
 class SqlAlchemyRegistryStore(AbstractRegistryStore):
@@ -130,6 +147,7 @@ class SqlAlchemyRegistryStore(AbstractRegistryStore):
         if not ALIAS_RE.fullmatch(alias or ""):
             raise InvalidInput(f"alias {alias!r} must be 1-64 letters, digits, '-' or '_'")
         with session_scope(self.engine) as s:
+            lock_version(s, model_name, version)
             row = self._row(s, model_name, version)
             if row.status != VersionStatus.READY.value:
                 raise Conflict(f"{model_name} v{version} is {row.status}; only a READY version can get an alias")
@@ -180,6 +198,7 @@ class SqlAlchemyRegistryStore(AbstractRegistryStore):
     # ---------------------------------------------------------------- saving, tags, aliases
     def save_version(self, model_name, version, *, by, reason=""):
         with session_scope(self.engine) as s:
+            lock_version(s, model_name, version)
             row = self._row(s, model_name, version)
             if row.status != VersionStatus.READY.value:
                 raise Conflict(f"{model_name} v{version} is {row.status}; only a READY version can be saved")
@@ -239,6 +258,7 @@ class SqlAlchemyRegistryStore(AbstractRegistryStore):
         if status not in (VersionStatus.COLLECTED.value, VersionStatus.DELETED.value):
             raise InvalidInput(f"a version is removed as COLLECTED or DELETED, not {status!r}")
         with session_scope(self.engine) as s:
+            lock_version(s, model_name, version)
             row = self._row(s, model_name, version)
             if row.saved:
                 raise Conflict(f"{model_name} v{version} is saved (by {row.saved_by}: {row.saved_reason or 'no reason'})"
@@ -249,6 +269,12 @@ class SqlAlchemyRegistryStore(AbstractRegistryStore):
                                f"move the alias to another version first")
             if row.status == VersionStatus.PENDING.value:
                 raise Conflict(f"{model_name} v{version} is still being written; it cannot be removed")
+            serving = s.scalar(select(SqlRelease.id).where(
+                SqlRelease.model == model_name, SqlRelease.state == "RUNNING",
+                or_(SqlRelease.stable_version == version, SqlRelease.canary_version == version)))
+            if serving is not None:
+                raise Conflict(f"{model_name} v{version} serves traffic in release {serving} (RUNNING); promote "
+                               f"or roll it back first (elearn release promote|rollback {model_name})")
             row.status, row.collected_at = status, now()
             s.flush()
             return self._entity(s, row)

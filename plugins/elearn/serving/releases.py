@@ -86,6 +86,7 @@ def start_release(model: str, canary: int, *, weight: int = 10, gates: Gates | N
     than production's by more than ``gates.auc_margin``; recorded in its lineage). With no
     production version yet it becomes production at once (state PROMOTED)."""
     from elearn.registry import get_store
+    from elearn.registry.sqlalchemy_store import lock_version, version_status
 
     if isinstance(weight, bool) or not isinstance(weight, int) or not 1 <= weight <= 99:
         raise InvalidInput(f"canary weight {weight!r} must be a whole percent from 1 to 99 (stable keeps the rest)")
@@ -115,7 +116,10 @@ def start_release(model: str, canary: int, *, weight: int = 10, gates: Gates | N
                            f"lineage; a larger --auc-margin lets it through)")
         on_line(f"quality gate passed: {verdict.reason}")
     with session_scope() as s:
+        lock_version(s, model, canary)  # a claim for removal of the canary and this start never both pass
         _no_running_release(model, s)
+        if (status := version_status(s, model, canary)) != "READY":
+            raise Conflict(f"{model} v{canary} became {status} meanwhile; only a READY version can be released")
         row = SqlRelease(model=model, stable_version=stable, canary_version=canary,
                          canary_weight=weight if stable else 100, gates=asdict(gates),
                          state="RUNNING", started_at=now(),
