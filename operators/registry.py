@@ -20,7 +20,11 @@ class RegisterModelOperator(BaseOperator):
 
     def __init__(self, *, model_name: str, training, datastore: str | None = None,
                  params_record: dict | None = None, alias: str | None = "candidate", **kwargs):
+        from elearn.registry.sqlalchemy_store import refuse_release_alias
+
         super().__init__(**kwargs)
+        if alias:
+            refuse_release_alias(model_name, alias)
         self.model_name = model_name
         self.training = training
         self.datastore = datastore

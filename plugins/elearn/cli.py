@@ -125,7 +125,9 @@ def cmd_model_unsave(a) -> int:
 
 def cmd_model_promote(a) -> int:
     from elearn.registry import get_store
+    from elearn.registry.sqlalchemy_store import refuse_release_alias
 
+    refuse_release_alias(a.model, a.alias)
     change = get_store().set_alias(a.model, a.alias, a.version, changed_by=a.by or _user())
     print(f"{a.model}@{a.alias}: v{change.previous_version or '-'} -> v{change.version}")
     return 0
@@ -133,7 +135,9 @@ def cmd_model_promote(a) -> int:
 
 def cmd_model_rollback(a) -> int:
     from elearn.registry import get_store
+    from elearn.registry.sqlalchemy_store import refuse_release_alias
 
+    refuse_release_alias(a.model, a.alias)
     change = get_store().rollback_alias(a.model, a.alias, changed_by=a.by or _user())
     print(f"{a.model}@{a.alias} rolled back: v{change.previous_version} -> v{change.version}")
     return 0
@@ -422,15 +426,15 @@ def build_parser() -> argparse.ArgumentParser:
         if verb != "delete":
             p_.add_argument("--by", help="who (default: $USER)")
         p_.set_defaults(func=func)
-    promote = m.add_parser("promote", help="point an alias (default production) at a version")
+    promote = m.add_parser("promote", help="point an alias at a version (production moves through `elearn release`)")
     promote.add_argument("model")
     promote.add_argument("version", type=int)
-    promote.add_argument("--alias", default="production")
+    promote.add_argument("--alias", required=True, help="e.g. candidate, staging; not production")
     promote.add_argument("--by")
     promote.set_defaults(func=cmd_model_promote)
-    rollback = m.add_parser("rollback", help="point an alias back at its previous version")
+    rollback = m.add_parser("rollback", help="point an alias back at its previous version (not production)")
     rollback.add_argument("model")
-    rollback.add_argument("--alias", default="production")
+    rollback.add_argument("--alias", required=True, help="e.g. candidate, staging; not production")
     rollback.add_argument("--by")
     rollback.set_defaults(func=cmd_model_rollback)
     verify = m.add_parser("verify", help="recompute checksums (default: every saved or aliased version)")

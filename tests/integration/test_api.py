@@ -114,16 +114,16 @@ def test_an_admin_changes_and_is_recorded(api):
     with api.client("admin") as admin:
         r = admin.post("/api/v1/models/flight_delay/versions/2/save", json={"reason": "best so far"})
         assert r.status_code == 200 and r.json()["saved"] and r.json()["saved_by"] == "admin (api)"
-        r = admin.put("/api/v1/models/flight_delay/aliases/production", json={"version": 2})
+        r = admin.put("/api/v1/models/flight_delay/aliases/staging", json={"version": 2})
         assert r.status_code == 200 and r.json()["version"] == 2
         aliases = admin.get("/api/v1/models/flight_delay/aliases").json()
-        assert aliases["current"] == {"candidate": 1, "production": 2}
+        assert aliases["current"] == {"candidate": 1, "staging": 2}
         assert aliases["history"][-1]["changed_by"] == "admin (api)"
         assert admin.delete("/api/v1/models/flight_delay/versions/2/save").json()["saved"] is False
         verified = admin.post("/api/v1/models/flight_delay/versions/1/verify").json()
         assert verified["healthy"] and verified["ok"] == ["model.keras"]
     mv = get_store().get_version("flight_delay", 2)
-    assert mv.aliases == ["production"] and not mv.saved
+    assert mv.aliases == ["staging"] and not mv.saved
 
 
 @pytest.mark.parametrize("method, path, body, status, code, words", [
@@ -135,8 +135,13 @@ def test_an_admin_changes_and_is_recorded(api):
     ("GET", "/api/v1/releases/flight_delay", None, 404, "not_found", "has no release"),
     ("GET", "/api/v1/models/flight_delay/versions/0", None, 400, "invalid_input", "version"),
     ("GET", "/api/v1/models/flight_delay/versions", {"limit": 0}, 400, "invalid_input", "limit"),
-    ("PUT", "/api/v1/models/flight_delay/aliases/production", {"version": "two"}, 400, "invalid_input", "version"),
-    ("PUT", "/api/v1/models/flight_delay/aliases/production", {"version": 9}, 404, "not_found", "no version 9"),
+    ("PUT", "/api/v1/models/flight_delay/aliases/candidate", {"version": "two"}, 400, "invalid_input", "version"),
+    ("PUT", "/api/v1/models/flight_delay/aliases/candidate", {"version": 9}, 404, "not_found", "no version 9"),
+    # production moves only through a release (quality gate, traffic): by hand it is refused, nothing moves
+    ("PUT", "/api/v1/models/flight_delay/aliases/production", {"version": 1}, 409, "conflict",
+     "moves only through a release, so the quality gate and the traffic follow it: `elearn release start"),
+    ("POST", "/api/v1/models/flight_delay/aliases/production/rollback", None, 409, "conflict",
+     "`elearn release promote|rollback flight_delay`"),
     ("POST", "/api/v1/models/flight_delay/aliases/nothing/rollback", None, 404, "not_found", "nothing"),
 ])
 def test_errors_are_json_with_a_code(api, method, path, body, status, code, words):

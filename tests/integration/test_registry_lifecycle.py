@@ -205,10 +205,17 @@ def test_cli_save_promote_rollback_verify_gc(registry, capsys):
         publish(registry, run=run)
     assert main(["model", "save", "m", "1", "--reason", "baseline", "--by", "ana"]) == 0
     assert capsys.readouterr().out == "m v1 saved by ana: garbage collection will never remove it\n"
-    assert main(["model", "promote", "m", "2", "--by", "ana"]) == 0
-    assert main(["model", "promote", "m", "3", "--by", "ana"]) == 0
-    assert main(["model", "rollback", "m"]) == 0
-    assert capsys.readouterr().out.splitlines()[-1] == "m@production rolled back: v3 -> v2"
+    assert main(["model", "promote", "m", "2", "--alias", "staging", "--by", "ana"]) == 0
+    assert main(["model", "promote", "m", "3", "--alias", "staging", "--by", "ana"]) == 0
+    assert main(["model", "rollback", "m", "--alias", "staging"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "m@staging rolled back: v3 -> v2"
+    for by_hand in (["model", "promote", "m", "3", "--alias", "production"],
+                    ["model", "rollback", "m", "--alias", "production"]):
+        assert main(by_hand) == 2  # production moves only through a release
+        assert capsys.readouterr().err == ("elearn: m@production moves only through a release, so the quality gate "
+                                           "and the traffic follow it: `elearn release start m VERSION` (or the "
+                                           "release_model DAG), then `elearn release promote|rollback m`\n")
+    assert store.alias_history("m", "production") == []
     assert main(["model", "delete", "m", "1"]) == 2
     assert capsys.readouterr().err == "elearn: m v1 is saved (by ana: baseline); unsave it first\n"
     assert main(["gc", "--ttl-days", "0"]) == 0
@@ -285,3 +292,11 @@ def test_a_refused_finish_of_a_release_changes_nothing(elearn_home):
     assert store.get_by_alias("rel", "production").version == 1
     after = releases.get_release(release_id)
     assert after.state == "ROLLED_BACK" and [h["event"] for h in after.history] == ["rollback"]
+
+
+def test_a_dag_cannot_point_production_at_a_version_by_hand():
+    from operators.registry import RegisterModelOperator
+
+    with pytest.raises(Conflict, match=r"m@production moves only through a release"):
+        RegisterModelOperator(task_id="register", model_name="m", training={}, alias="production")
+    assert RegisterModelOperator(task_id="register", model_name="m", training={}).alias == "candidate"

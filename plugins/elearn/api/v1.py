@@ -23,7 +23,7 @@ MODEL = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$", desc
 VERSION = Annotated[int, Path(ge=1, le=2**31 - 1, examples=[1])]
 DATASTORE = Annotated[str, Path(pattern=r"^[a-z][a-z0-9_]{0,127}$", description="datastore name",
                                 examples=["flight_features"])]
-ALIAS = Annotated[str, Path(pattern=r"^[a-z][a-z0-9_\-]{0,63}$", examples=["production"])]
+ALIAS = Annotated[str, Path(pattern=r"^[a-z][a-z0-9_\-]{0,63}$", examples=["candidate"])]
 STUDY = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$", examples=["flight_delay-s1"])]
 RUN_ID = Annotated[int, Path(ge=1, le=2**31 - 1, examples=[1])]
 LIMIT = Annotated[int, Query(ge=1, le=1000)]
@@ -153,18 +153,23 @@ class PromoteBody(BaseModel):
     version: int = Field(ge=1, le=2**31 - 1)
 
 
-@router.put("/models/{model}/aliases/{alias}", tags=["models"], summary="point an alias at a version (promote)")
+@router.put("/models/{model}/aliases/{alias}", tags=["models"],
+            summary="point an alias other than production at a version")
 def promote(model: MODEL, alias: ALIAS, request: Request, body: Annotated[PromoteBody, Body()]) -> dict:
     from elearn.registry import get_store
+    from elearn.registry.sqlalchemy_store import refuse_release_alias
 
+    refuse_release_alias(model, alias)
     return _json(get_store().set_alias(model, alias, body.version, changed_by=_by(request)))
 
 
 @router.post("/models/{model}/aliases/{alias}/rollback", tags=["models"],
-             summary="point an alias back at its previous version")
+             summary="point an alias other than production back at its previous version")
 def rollback(model: MODEL, alias: ALIAS, request: Request) -> dict:
     from elearn.registry import get_store
+    from elearn.registry.sqlalchemy_store import refuse_release_alias
 
+    refuse_release_alias(model, alias)
     return _json(get_store().rollback_alias(model, alias, changed_by=_by(request)))
 
 

@@ -24,6 +24,16 @@ WRITER_LEASE_S = 300.0  # a writer renews it while copying; after that a PENDING
 MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 ALIAS_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 TAG_KEY_RE = re.compile(r"^[A-Za-z0-9_./-]{1,128}$")
+RELEASE_ALIAS = "production"  # moved only by a release (elearn.serving.releases), so traffic follows it
+
+
+def refuse_release_alias(model_name: str, alias: str) -> None:
+    """Aliases set by hand (API, CLI, operators) may be anything but ``production``: it moves
+    only through a release, with its quality gate and the proxy's weights."""
+    if alias == RELEASE_ALIAS:
+        raise Conflict(f"{model_name}@{alias} moves only through a release, so the quality gate and the traffic "
+                       f"follow it: `elearn release start {model_name} VERSION` (or the release_model DAG), then "
+                       f"`elearn release promote|rollback {model_name}`")
 
 
 def validate_model_name(name: str) -> None:
