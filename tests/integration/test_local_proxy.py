@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from elearn.compute.local import free_ports
-from elearn.serving.gates import stats_from_access_log
+from elearn.serving.gates import stats_from_access_log, stats_from_attempts
 from elearn.serving.proxy import LocalProxy, nginx_binary
 
 
@@ -74,3 +74,30 @@ def test_no_traffic_anywhere_is_refused(proxy):
 
     with pytest.raises(InvalidInput, match="at least one version must get traffic"):
         proxy.apply({"127.0.0.1:1": 0})
+
+
+def test_the_access_log_is_rotated_and_read_from_where_it_left_off(proxy):
+    (s1, a1), (s2, a2) = serve(1), serve(2, status=404)
+    proxy.log_max_bytes = 2000  # ~40 lines
+    started = time.time()
+    proxy.apply({a1: 50, a2: 50})
+    counts(proxy.url, 100)
+    time.sleep(0.2)
+    reader = proxy.access_log_reader("release-1")
+    first_size = proxy.access_log.stat().st_size
+    stats = stats_from_attempts(reader.attempts_since(started), {a1: 1, a2: 2}, started)
+    assert [(s.requests, s.errors, s.client_errors) for s in (stats[1], stats[2])] == [(50, 0, 0), (50, 0, 50)]
+    assert reader.bytes_read == first_size > proxy.log_max_bytes
+    # rotated: renamed, and the same nginx (no restart) reopened its log and writes a new one
+    rotated = proxy.access_log.with_name("access.log.1")
+    pid = proxy.pid()
+    assert rotated.stat().st_size == first_size
+    counts(proxy.url, 20)
+    time.sleep(0.2)
+    assert proxy.pid() == pid and len(proxy.access_log.read_text().splitlines()) == 20
+    assert rotated.stat().st_size == first_size
+    reader = proxy.access_log_reader("release-1")  # a later evaluation: only the new file's bytes
+    stats = stats_from_attempts(reader.attempts_since(started), {a1: 1, a2: 2}, started)
+    assert [(s.requests, s.errors, s.client_errors) for s in (stats[1], stats[2])] == [(60, 0, 0), (60, 0, 60)]
+    assert reader.bytes_read == proxy.access_log.stat().st_size
+    s1.shutdown(), s2.shutdown()

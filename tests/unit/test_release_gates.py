@@ -49,3 +49,32 @@ def test_access_log_parsing():
 def test_bad_gates():
     with pytest.raises(InvalidInput, match="max_p99_ratio >= 1"):
         Gates(max_p99_ratio=0.5)
+    with pytest.raises(InvalidInput, match="0 <= max_client_error_rate_increase <= 1"):
+        Gates(max_client_error_rate_increase=1.5)
+
+
+def test_a_canary_answering_4xx_to_everything_is_rolled_back():
+    # every answer a 404 or 422: no 5xx, fast — the 5xx and latency gates alone would promote it
+    canary = VersionStats(requests=120, errors=0, p99_ms=5.0, client_errors=120)
+    decision = evaluate(GATES, STABLE, canary, 60)
+    assert decision.action == "rollback"
+    assert decision.reason == "canary 4xx rate 100.00% over 120 requests exceeds stable's 0.00% + 5.00%"
+
+
+def test_4xx_within_the_margin_of_stable_is_promoted():
+    stable = VersionStats(requests=900, errors=0, p99_ms=20.0, client_errors=90)  # callers' mistakes: 10 %
+    canary = VersionStats(requests=120, errors=0, p99_ms=20.0, client_errors=17)  # 14 %: within 5 points more
+    assert evaluate(GATES, stable, canary, 60).action == "promote"
+    strict = Gates(min_requests=100, max_client_error_rate_increase=0.01)
+    assert evaluate(strict, stable, canary, 60).reason.startswith("canary 4xx rate 14.17% over 120 requests")
+
+
+def test_access_log_counts_4xx_apart_from_5xx():
+    lines = ["1000.000 127.0.0.1:9001 200 0.010 200", "1000.100 127.0.0.1:9002 404 0.002 404",
+             "1000.200 127.0.0.1:9002 422 0.002 422", "1000.300 127.0.0.1:9002 503 0.002 503",
+             # the canary answered 404 in the 2nd attempt after stable refused the connection
+             "1000.400 127.0.0.1:9001, 127.0.0.1:9002 404 0.000, 0.003 502, 404"]
+    stats = stats_from_access_log(lines, {"127.0.0.1:9001": 1, "127.0.0.1:9002": 2}, since=1000.0)
+    assert (stats[1].requests, stats[1].errors, stats[1].client_errors) == (2, 1, 0)
+    assert (stats[2].requests, stats[2].errors, stats[2].client_errors) == (4, 1, 3)
+    assert stats[2].client_error_rate == 0.75

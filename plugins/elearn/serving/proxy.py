@@ -4,11 +4,15 @@ elearn renders ``nginx.conf`` under ``$ELEARN_HOME/run/proxy/`` from the release
 state (each version's address and weight) and starts nginx as a daemon of its own (pid file
 there, independent of any Airflow task), or reloads it. Its access log records, per request,
 the upstream that answered, the status and the upstream response time — what the live gates
-read (``elearn.serving.gates.stats_from_access_log``).
+read, through ``AccessLogReader``: each evaluation reads only what nginx appended since the
+previous one, and the log is rotated (renamed to ``access.log.1``, nginx told to reopen) once it
+passes ``LocalProxy.log_max_bytes``.
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import shutil
 import signal
@@ -17,6 +21,7 @@ import time
 from pathlib import Path
 
 from elearn.errors import ConfigError, ElearnError, InvalidInput
+from elearn.serving.gates import Attempt, parse_access_log
 
 LOG_FORMAT = "$msec $upstream_addr $status $upstream_response_time $upstream_status"
 
@@ -71,11 +76,115 @@ http {{
 """
 
 
+class AccessLogReader:
+    """Follows an nginx access log from one gate evaluation to the next, in this process or another
+    (the CLI, a triggerer that took the watch over): each call reads only the whole lines appended
+    since the previous call, and returns every attempt logged at or after ``since``.
+
+    State, in ``<log>.state`` beside the log (one reader ``key`` at a time, e.g. the release; another
+    key starts over): the file's inode and the byte offset read up to, the attempts still in the
+    window, and the window start. A log renamed to ``<log>.1`` (by ``rotate_at`` here, or logrotate)
+    is finished there before the new one is read from 0; a log truncated below the offset or
+    replaced by another file is read from 0; a fresh reader reads ``<log>.1`` and ``<log>``. So the
+    answer is what reading everything nginx wrote would give. ``since`` only moves forward for one
+    key (a release's window slides); an earlier ``since`` makes the reader start over.
+
+    ``rotate_at``: once the log reaches that many bytes, after reading it, rename it to ``<log>.1``
+    (dropping the one before) and call ``reopen`` so nginx writes a new one."""
+
+    def __init__(self, log: Path, key: str, *, rotate_at: int | None = None, reopen=None):
+        self.log, self.key, self.rotate_at, self.reopen = Path(log), key, rotate_at, reopen
+        self.rotated = self.log.with_name(self.log.name + ".1")
+        self.state_file = self.log.with_name(self.log.name + ".state")
+        self.bytes_read = 0  # by the last call
+
+    def attempts_since(self, since: float) -> list[Attempt]:
+        self.bytes_read = 0
+        if not self.log.parent.is_dir():  # the proxy never ran here: nothing logged
+            return []
+        # one reader at a time: two evaluators must not both rotate, or interleave their state
+        with open(self.log.with_name(self.log.name + ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            state = self._load(since)
+            attempts = [a for a in state["attempts"] if a.at >= since]
+            inode, offset = state["inode"], state["offset"]
+            current, rotated = _open(self.log), _open(self.rotated)
+            try:
+                current_inode = os.fstat(current.fileno()).st_ino if current else None
+                if inode is None:  # fresh: both generations on disk
+                    sources = [(rotated, 0), (current, 0)]
+                elif inode == current_inode:
+                    sources = [(current, offset)]
+                else:  # ours was rotated away: finish it where it lies now (if it still does)
+                    ours = rotated and os.fstat(rotated.fileno()).st_ino == inode
+                    sources = [(rotated if ours else None, offset), (current, 0)]
+                for f, start in sources:
+                    if f is None:
+                        continue
+                    data, end = self._read_from(f, start)
+                    attempts += [a for a in parse_access_log(data.decode(errors="replace").splitlines())
+                                 if a.at >= since]
+                    inode, offset = os.fstat(f.fileno()).st_ino, end
+                size = os.fstat(current.fileno()).st_size if current else 0
+            finally:
+                for f in (current, rotated):
+                    if f:
+                        f.close()
+            self._save({"key": self.key, "since": since, "inode": inode, "offset": offset,
+                        "attempts": attempts})
+            if self.rotate_at and size >= self.rotate_at and _inode(self.log) == current_inode:
+                os.replace(self.log, self.rotated)  # what nginx appends meanwhile is read from there next time
+                if self.reopen:
+                    self.reopen()
+        return attempts
+
+    def _read_from(self, f, start: int) -> tuple[bytes, int]:
+        """The whole lines from ``start`` (0 if the file is now shorter: truncated) and the offset after them."""
+        if os.fstat(f.fileno()).st_size < start:
+            start = 0
+        f.seek(start)
+        data = f.read()
+        data = data[:data.rfind(b"\n") + 1]  # a line nginx is still writing waits for the next call
+        self.bytes_read += len(data)
+        return data, start + len(data)
+
+    def _load(self, since: float) -> dict:
+        fresh = {"inode": None, "offset": 0, "attempts": []}
+        try:
+            state = json.loads(self.state_file.read_text())
+            if state["key"] != self.key or since < state["since"]:
+                return fresh
+            return {"inode": state["inode"], "offset": int(state["offset"]),
+                    "attempts": [Attempt(*a) for a in state["attempts"]]}
+        except (OSError, ValueError, KeyError, TypeError):  # none yet, or unreadable: start over
+            return fresh
+
+    def _save(self, state: dict) -> None:
+        tmp = self.state_file.with_name(self.state_file.name + ".tmp")
+        tmp.write_text(json.dumps(state))
+        tmp.replace(self.state_file)
+
+
+def _open(path: Path):
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        return None
+
+
+def _inode(path: Path) -> int | None:
+    try:
+        return path.stat().st_ino
+    except FileNotFoundError:
+        return None
+
+
 class LocalProxy:
-    def __init__(self, prefix: Path, port: int):
+    def __init__(self, prefix: Path, port: int, log_max_bytes: int = 64 << 20):
         self.prefix, self.port = Path(prefix), port
         self.conf = self.prefix / "nginx.conf"
         self.access_log = self.prefix / "access.log"
+        self.log_max_bytes = log_max_bytes  # the access log is rotated past this size
 
     @property
     def url(self) -> str:
@@ -88,6 +197,16 @@ class LocalProxy:
             return pid
         except (OSError, ValueError):
             return None
+
+    def access_log_reader(self, key: str) -> AccessLogReader:
+        """The reader of this proxy's access log for ``key`` (e.g. a release), rotating it."""
+        return AccessLogReader(self.access_log, key, rotate_at=self.log_max_bytes, reopen=self.reopen_logs)
+
+    def reopen_logs(self) -> None:
+        """Make nginx reopen its log files (``nginx -s reopen``), e.g. after the access log was renamed."""
+        pid = self.pid()
+        if pid:
+            os.kill(pid, signal.SIGUSR1)
 
     def apply(self, backends: dict[str, int]) -> None:
         """Write the configuration for ``backends`` and start nginx, or reload the running one."""

@@ -18,7 +18,7 @@ from elearn.db import session_scope
 from elearn.errors import Conflict, InvalidInput, NotFound
 from elearn.leases import now
 from elearn.serving.dbmodels import SqlRelease
-from elearn.serving.gates import Decision, Gates, VersionStats, evaluate, stats_from_access_log
+from elearn.serving.gates import Decision, Gates, VersionStats, evaluate, stats_from_attempts
 
 PRODUCTION = "production"
 
@@ -220,8 +220,8 @@ def evaluate_release(release: Release, proxy_port: int | None = None) -> Decisio
     upstreams = {f"127.0.0.1:{recorded['port']}": version for version in (release.stable, release.canary)
                  if (recorded := BentoDaemon(release.model, version).recorded())}
     since = max(release.started_at.timestamp(), now().timestamp() - release.gates.window_s)
-    lines = proxy.access_log.read_text().splitlines() if proxy.access_log.exists() else []
-    stats = stats_from_access_log(lines, upstreams, since)
+    attempts = proxy.access_log_reader(f"release-{release.id}").attempts_since(since)  # only what is new
+    stats = stats_from_attempts(attempts, upstreams, since)
     empty = VersionStats(0, 0, 0.0)
     elapsed = now().timestamp() - release.started_at.timestamp()
     return evaluate(release.gates, stats.get(release.stable, empty), stats.get(release.canary, empty), elapsed)
