@@ -12,8 +12,9 @@ from airflow.sdk import Param, dag, task
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     tags=["elearn", "maintenance"],
-    params={"ttl_days": Param(14, type="number", minimum=0,
-                              description="unsaved, un-aliased versions older than this lose their artifacts")},
+    params={"ttl_days": Param(14, type="number", minimum=1,
+                              description="unsaved, un-aliased versions (and training outputs) older than this "
+                                          "lose their artifacts; 1 day at least")},
 )
 def registry_maintenance():
     @task
@@ -22,13 +23,17 @@ def registry_maintenance():
 
         from elearn.objectstore import default_store
         from elearn.registry import get_store
+        from elearn.registry.gc import check_ttl
         from elearn.registry.gc import collect_garbage as collect
         from operators.connections import export_aws_credentials
 
         export_aws_credentials()
-        report = collect(get_store(), default_store(), ttl=timedelta(days=params["ttl_days"]))
+        ttl = timedelta(days=params["ttl_days"])
+        check_ttl(ttl)  # also when the run's conf skipped the form's validation
+        report = collect(get_store(), default_store(), ttl=ttl)
         print(f"collected {len(report.collected)} versions ({report.bytes_freed} bytes), kept "
-              f"{len(report.kept_saved)} saved and {len(report.kept_aliased)} aliased")
+              f"{len(report.kept_saved)} saved and {len(report.kept_aliased)} aliased; kept "
+              f"{len(report.run_folders_kept_live)} run folders of gangs still running")
         return report.__dict__
 
     @task

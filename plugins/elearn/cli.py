@@ -210,8 +210,9 @@ def cmd_gc(a) -> int:
 
     from elearn.objectstore import default_store
     from elearn.registry import get_store
-    from elearn.registry.gc import collect_garbage
+    from elearn.registry.gc import check_ttl, collect_garbage
 
+    check_ttl(timedelta(days=a.ttl_days))
     report = collect_garbage(get_store(), default_store(), ttl=timedelta(days=a.ttl_days), dry_run=a.dry_run)
     if a.json:
         _print_json(report.__dict__)
@@ -222,6 +223,8 @@ def cmd_gc(a) -> int:
           f"{len(report.failed_abandoned)} abandoned PENDING versions marked FAILED")
     for name in report.collected:
         print(f"  {name}")
+    for folder in report.run_folders_kept_live:
+        print(f"kept {folder}: a gang writing there has not ended")
     return 0
 
 
@@ -485,7 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the proxy's port on 127.0.0.1 (default: config proxy_port, 8700)")
 
     gc = sub.add_parser("gc", help="remove artifacts of old, unsaved, un-aliased model versions")
-    gc.add_argument("--ttl-days", type=float, default=14)
+    gc.add_argument("--ttl-days", type=float, default=14, help="at least 1 (default 14)")
     gc.add_argument("--dry-run", action="store_true")
     gc.add_argument("--json", action="store_true")
     gc.set_defaults(func=cmd_gc)

@@ -197,6 +197,20 @@ def test_saved_and_aliased_versions_always_verify(elearn_home):
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]))
 
 
+def age_versions(days: float) -> None:
+    """Make every version ``days`` older (as if registered then)."""
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from elearn.db import session_scope
+    from elearn.registry.dbmodels import SqlModelVersion
+
+    with session_scope() as s:
+        for row in s.scalars(select(SqlModelVersion)):
+            row.created_at -= timedelta(days=days)
+
+
 def test_cli_save_promote_rollback_verify_gc(registry, capsys):
     from elearn.cli import main
 
@@ -218,7 +232,13 @@ def test_cli_save_promote_rollback_verify_gc(registry, capsys):
     assert store.alias_history("m", "production") == []
     assert main(["model", "delete", "m", "1"]) == 2
     assert capsys.readouterr().err == "elearn: m v1 is saved (by ana: baseline); unsave it first\n"
-    assert main(["gc", "--ttl-days", "0"]) == 0
+    assert main(["gc", "--ttl-days", "0"]) == 2  # too short: training still running needs its outputs
+    assert capsys.readouterr().err == ("elearn: a TTL of 0 days is below the minimum of 1 day: training that is "
+                                       "running or waiting for its next step still needs its outputs; give 1 day "
+                                       "or more\n")
+    assert [store.get_version("m", v).status for v in (1, 2, 3)] == ["READY"] * 3
+    age_versions(days=2)
+    assert main(["gc", "--ttl-days", "1"]) == 0
     assert capsys.readouterr().out.splitlines()[1:] == ["  m v3"]
     assert main(["model", "verify"]) == 0
     assert capsys.readouterr().out.count(": ok (2 files") == 2
@@ -260,6 +280,26 @@ def test_gc_deletes_old_training_outputs_but_not_registered_artifacts(registry):
     store.save_version("m", store2.version, by="ana")
     collect_garbage(store, objects, ttl=timedelta(0))
     assert verify_version(store, objects, "m", store2.version).healthy  # its own copy under models/
+
+
+def test_gc_never_takes_the_outputs_of_a_gang_that_has_not_ended(registry):
+    """registry_maintenance with a short TTL used to delete the checkpoints of training still
+    running (issue 15, 4): a folder a live gang writes to is kept, however old its files."""
+    from elearn.compute import runs
+    from elearn.compute.gang import GangSpec
+
+    store, objects = registry
+    run = runs.create_run(GangSpec(name="train", workers=1, module="m"), driver="local", backend=None,
+                          run_prefix="runs/nightly/run-1/train/try-1")
+    objects.put_bytes(b"checkpoint", "runs/nightly/run-1/train/try-1/checkpoint/step-9.npz")
+    objects.put_bytes(b"done", "runs/nightly/run-0/train/try-1/model/metrics.json")
+    report = collect_garbage(store, objects, ttl=timedelta(0))
+    assert report.run_folders_deleted == ["runs/nightly/run-0"]
+    assert report.run_folders_kept_live == ["runs/nightly/run-1"]
+    assert objects.list("runs/nightly/run-1") == ["runs/nightly/run-1/train/try-1/checkpoint/step-9.npz"]
+    runs.finish(run, "SUCCEEDED")
+    assert collect_garbage(store, objects, ttl=timedelta(0)).run_folders_deleted == ["runs/nightly/run-1"]
+    assert objects.list("runs/nightly") == []
 
 
 def test_a_refused_finish_of_a_release_changes_nothing(elearn_home):

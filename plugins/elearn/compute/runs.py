@@ -105,6 +105,12 @@ def list_runs(limit: int = 100, gang: str | None = None) -> list[GangRun]:
         return [_entity(r) for r in s.scalars(q).all()]
 
 
+def live_prefixes() -> list[str]:
+    """The output folders of every gang that has not ended (QUEUED or RUNNING): what no clean-up may touch."""
+    with session_scope() as s:
+        return list(s.scalars(select(SqlGangRun.run_prefix).where(SqlGangRun.state.not_in(ENDED))))
+
+
 def renew_lease(run_id: int) -> None:
     with session_scope() as s:
         s.execute(update(SqlGangRun).where(SqlGangRun.id == run_id)

@@ -14,13 +14,23 @@ import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from elearn.errors import Conflict
+from elearn.errors import Conflict, InvalidInput
 from elearn.leases import now
 from elearn.objectstore import ObjectStore
 from elearn.registry.entities import ModelVersion, VersionStatus
 
 log = logging.getLogger(__name__)
 REMOVABLE = (VersionStatus.READY.value, VersionStatus.FAILED.value)
+MIN_TTL = timedelta(days=1)  # the least a person may ask for (CLI, registry_maintenance)
+
+
+def check_ttl(ttl: timedelta) -> None:
+    """Refuse a TTL so short that it would take what is still in use: the outputs of a DAG run
+    between its tasks or of a study between its rounds, a version just registered for a release."""
+    if not ttl >= MIN_TTL:
+        raise InvalidInput(f"a TTL of {ttl.total_seconds() / 86400:g} days is below the minimum of "
+                           f"{MIN_TTL.total_seconds() / 86400:g} day: training that is running or waiting for "
+                           f"its next step still needs its outputs; give 1 day or more")
 
 
 def version_prefix(model_name: str, version: int) -> str:
@@ -35,6 +45,7 @@ class GcReport:
     failed_abandoned: list[str] = field(default_factory=list)  # PENDING versions whose writer died
     bentos_deleted: list[str] = field(default_factory=list)
     run_folders_deleted: list[str] = field(default_factory=list)  # old training outputs (trials, checkpoints)
+    run_folders_kept_live: list[str] = field(default_factory=list)  # a gang writing there has not ended
     bytes_freed: int = 0
 
 
@@ -111,20 +122,27 @@ def collect_garbage(store, objects: ObjectStore, ttl: timedelta, dry_run: bool =
         report.collected.append(name)
         if mv.bento_tag:
             report.bentos_deleted.append(mv.bento_tag)
-    folders, freed = collect_run_outputs(objects, ttl, dry_run)
-    report.run_folders_deleted, report.bytes_freed = folders, report.bytes_freed + freed
+    folders, kept, freed = collect_run_outputs(objects, ttl, dry_run)
+    report.run_folders_deleted, report.run_folders_kept_live = folders, kept
+    report.bytes_freed += freed
     return report
 
 
 RUN_OUTPUTS = {"runs": 3, "reproductions": 3}  # top folder -> depth of one run's folder
 
 
-def collect_run_outputs(objects: ObjectStore, ttl: timedelta, dry_run: bool = False) -> tuple[list[str], int]:
+def collect_run_outputs(objects: ObjectStore, ttl: timedelta,
+                        dry_run: bool = False) -> tuple[list[str], list[str], int]:
     """Delete training outputs (``runs/<dag>/<dag run>/…``: every trial's model, checkpoints and
-    metrics; ``reproductions/…``) untouched for longer than ``ttl``. Registered versions never
-    live there: their artifacts were copied to ``models/``."""
+    metrics; ``reproductions/…``) untouched for longer than ``ttl``, never the folder of a gang
+    that has not ended (however long its checkpoints have been still). Registered versions never
+    live there: their artifacts were copied to ``models/``. Returns the folders deleted, the old
+    folders kept for a live gang, and the bytes freed."""
+    from elearn.compute.runs import live_prefixes
+
     cutoff = (now() - ttl).timestamp()
-    deleted, freed = [], 0
+    live = [p.strip("/") + "/" for p in live_prefixes()]
+    deleted, kept, freed = [], [], 0
     for top, depth in RUN_OUTPUTS.items():
         groups: dict[str, list[tuple[str, float]]] = {}
         for key, mtime in objects.list_modified(top).items():
@@ -133,11 +151,14 @@ def collect_run_outputs(objects: ObjectStore, ttl: timedelta, dry_run: bool = Fa
                 groups.setdefault("/".join(parts[:depth]), []).append((key, mtime))
         for folder, files in sorted(groups.items()):
             if max(m for _, m in files) < cutoff:
+                if any(p.startswith(folder + "/") for p in live):
+                    kept.append(folder)
+                    continue
                 freed += sum(objects.size(k) for k, _ in files)
                 if not dry_run:
                     objects.delete_prefix(folder)
                 deleted.append(folder)
-    return deleted, freed
+    return deleted, kept, freed
 
 
 @dataclass
