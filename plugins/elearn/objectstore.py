@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -19,13 +20,30 @@ import pyarrow.fs as pafs
 from elearn.errors import ConfigError, InvalidInput, NotFound
 
 CHUNK = 1 << 20
+S3_COPY_MAX = 5 << 30  # the most one S3 CopyObject request copies; a larger object is streamed
+S3_READ_BUFFER = 8 * CHUNK  # one ranged GET per 8 MiB, not per CHUNK
+
+
+def copy_blocks(f_in, f_out=None, *, digest=None, progress: Callable[[int], None] | None = None) -> int:
+    """Read ``f_in`` to its end one ``CHUNK`` at a time, writing each block to ``f_out`` (when
+    given) and into ``digest`` (a hashlib object, when given); the number of bytes read.
+    ``progress(bytes_so_far)`` is called after each block. At most one block is held at once."""
+    size = 0
+    for block in iter(lambda: f_in.read(CHUNK), b""):
+        if digest is not None:
+            digest.update(block)
+        if f_out is not None:
+            f_out.write(block)
+        size += len(block)
+        if progress is not None:
+            progress(size)
+    return size
 
 
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(CHUNK), b""):
-            digest.update(block)
+        copy_blocks(f, digest=digest)
     return digest.hexdigest()
 
 
@@ -98,19 +116,27 @@ class ObjectStore:
             return self._fs_and_base[1]
         return f"{self._fs_and_base[1]}/{check_key(prefix, 'prefix')}"
 
-    def _write(self, target: str, write) -> None:
+    def _read(self, path: str):
+        """A sequential reader of the bytes at ``path`` as stored. (pyarrow's default would
+        decompress a key ending in ``.gz``, ``.zst``…: a copy or checksum must see the stored bytes.)"""
+        fs, _ = self._fs_and_base
+        return fs.open_input_stream(path, compression=None, buffer_size=S3_READ_BUFFER if self.is_s3 else None)
+
+    def _write(self, target: str, write):
+        """Call ``write(f_out)`` on a stream that becomes ``target`` only once it is complete;
+        what ``write`` returns."""
         fs, _ = self._fs_and_base
         if self.is_s3:
             # an S3 PUT is atomic: readers never see half an object
-            with fs.open_output_stream(target) as f_out:
-                write(f_out)
-            return
+            with fs.open_output_stream(target, compression=None) as f_out:
+                return write(f_out)
         fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
         # write to a temporary name, then rename: readers never see half a file
         tmp = target + ".partial"
-        with fs.open_output_stream(tmp) as f_out:
-            write(f_out)
+        with fs.open_output_stream(tmp, compression=None) as f_out:
+            result = write(f_out)
         fs.move(tmp, target)
+        return result
 
     def uri(self, key: str) -> str:
         return self.root.rstrip("/") + "/" + key.lstrip("/")
@@ -150,10 +176,7 @@ class ObjectStore:
 
         def write(f_out):
             with open(src, "rb") as f_in:
-                for block in iter(lambda: f_in.read(CHUNK), b""):
-                    if digest is not None:
-                        digest.update(block)
-                    f_out.write(block)
+                copy_blocks(f_in, f_out, digest=digest)
 
         self._write(self._path(key), write)
         return digest.hexdigest() if digest is not None else None
@@ -165,10 +188,32 @@ class ObjectStore:
     def put_json(self, obj, key: str) -> None:
         self.put_bytes(json.dumps(obj, indent=2, sort_keys=True).encode(), key)
 
+    def copy(self, src_key: str, dst_key: str, *, progress: Callable[[int], None] | None = None) -> tuple[str, int]:
+        """Copy ``src_key`` to ``dst_key`` (readers never see half of it); the sha256 and size of
+        what now lies at ``dst_key``. At most one ``CHUNK`` of the file is held in memory at a time.
+
+        On S3 an object of up to 5 GiB is copied by the server (no bytes pass through here) and
+        the copy is then read once for its checksum; otherwise the bytes are checksummed while they
+        are copied, in one read. ``progress(bytes_so_far)`` is called after each chunk read (to
+        renew a lease, say). ``NotFound`` if ``src_key`` does not exist."""
+        fs, _ = self._fs_and_base
+        src, dst = self._path(src_key), self._path(dst_key)
+        info = fs.get_file_info(src)
+        if info.type != pafs.FileType.File:
+            raise NotFound(f"{self.uri(src_key)} does not exist in the object store")
+        digest = hashlib.sha256()
+        if self.is_s3 and info.size <= S3_COPY_MAX:
+            fs.copy_file(src, dst)
+            with self._read(dst) as f_in:
+                size = copy_blocks(f_in, digest=digest, progress=progress)
+        else:
+            with self._read(src) as f_in:
+                size = self._write(dst, lambda f_out: copy_blocks(f_in, f_out, digest=digest, progress=progress))
+        return digest.hexdigest(), size
+
     def get_bytes(self, key: str) -> bytes:
-        fs, base = self._fs_and_base
         try:
-            with fs.open_input_stream(self._path(key)) as f:
+            with self._read(self._path(key)) as f:
                 return f.read()
         except FileNotFoundError as e:
             raise NotFound(f"{self.uri(key)} does not exist in the object store") from e
@@ -185,10 +230,9 @@ class ObjectStore:
         return json.loads(self.get_bytes(key))
 
     def get_file(self, key: str, dest: Path) -> Path:
-        fs, base = self._fs_and_base
         dest.parent.mkdir(parents=True, exist_ok=True)
         try:
-            with fs.open_input_stream(self._path(key)) as f_in, open(dest, "wb") as f_out:
+            with self._read(self._path(key)) as f_in, open(dest, "wb") as f_out:
                 shutil.copyfileobj(f_in, f_out, CHUNK)
         except FileNotFoundError as e:
             raise NotFound(f"{self.uri(key)} does not exist in the object store") from e
@@ -209,11 +253,9 @@ class ObjectStore:
                 if i.type == pafs.FileType.File}
 
     def sha256(self, key: str) -> str:
-        fs, base = self._fs_and_base
         digest = hashlib.sha256()
-        with fs.open_input_stream(self._path(key)) as f:
-            for block in iter(lambda: f.read(CHUNK), b""):
-                digest.update(block)
+        with self._read(self._path(key)) as f:
+            copy_blocks(f, digest=digest)
         return digest.hexdigest()
 
     def size(self, key: str) -> int:

@@ -91,3 +91,24 @@ def test_a_dag_run_id_never_names_a_folder_outside_its_dag(run_id):
     prefix = RunLayout.for_task("nightly", run_id, "train", 1).prefix
     parts = prefix.split("/")
     assert parts[:2] == ["runs", "nightly"] and len(parts) == 5 and not {".", ".."} & set(parts)
+
+
+def test_copy_returns_the_checksum_and_size_of_the_stored_bytes(store, monkeypatch):
+    import gzip
+
+    from elearn import objectstore
+
+    packed = gzip.compress(b"vocabulary " * 1000)  # pyarrow would (de)compress a ".gz" key by default
+    store.put_bytes(packed, "src/vocab.txt.gz")
+    copied = []
+    assert store.copy("src/vocab.txt.gz", "dst/vocab.txt.gz", progress=copied.append) == (
+        hashlib.sha256(packed).hexdigest(), len(packed))
+    assert copied == [len(packed)]  # one chunk read
+    assert store.get_bytes("dst/vocab.txt.gz") == packed
+    assert store.sha256("dst/vocab.txt.gz") == hashlib.sha256(packed).hexdigest()
+    assert store.list("dst") == ["dst/vocab.txt.gz"]  # no temporary name left behind
+    monkeypatch.setattr(objectstore, "S3_COPY_MAX", 0)  # on S3: streamed as an object past 5 GiB would be
+    assert store.copy("src/vocab.txt.gz", "big/vocab.txt.gz")[0] == hashlib.sha256(packed).hexdigest()
+    assert store.get_bytes("big/vocab.txt.gz") == packed
+    with pytest.raises(NotFound, match="src/nope.bin does not exist"):
+        store.copy("src/nope.bin", "dst/nope.bin")

@@ -292,8 +292,9 @@ class SqlAlchemyRegistryStore(AbstractRegistryStore):
     def renew_lease(self, model_name, version):
         with session_scope(self.engine) as s:
             row = self._row(s, model_name, version)
-            if row.status == VersionStatus.PENDING.value:
-                row.lease_expires_at = now() + timedelta(seconds=WRITER_LEASE_S)
+            if row.status != VersionStatus.PENDING.value:  # failed by clean-up meanwhile: stop writing it
+                raise Conflict(f"{model_name} v{version} is {row.status}, not PENDING; its writer lost its lease")
+            row.lease_expires_at = now() + timedelta(seconds=WRITER_LEASE_S)
 
     def fail_abandoned(self):
         failed = []
