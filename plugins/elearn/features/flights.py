@@ -175,21 +175,25 @@ class Lookups:
     def enrich(self, records: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
         """Add the joined columns to request records; also say which weather each one used.
 
-        Weather source per record: ``request`` (the caller sent weather fields),
-        ``history`` (the origin's recorded weather at the scheduled hour) or ``none``
-        (unknown: imputed with the training means).
+        Each weather field is the caller's when sent, else the origin's recorded weather at the
+        scheduled hour, else unknown (imputed with the training means). Source per record, so a
+        caller never reads ``request`` for a value it did not send: ``request`` (every field
+        sent), ``request+history`` / ``request+imputed`` (some sent, the rest recorded / imputed),
+        ``history`` (none sent, recorded) or ``none`` (none sent, nothing recorded: imputed).
         """
         n = len(records)
         columns = {col: records[col].to_numpy() for col in records.columns}
         request = np.column_stack([_float(records, col) if col in records.columns else np.full(n, np.nan)
                                    for col in WEATHER_FIELDS]) if n else np.empty((0, len(WEATHER_FIELDS)))
-        given = ~np.isnan(request).all(axis=1)
+        sent = ~np.isnan(request)
+        given, complete = sent.any(axis=1), sent.all(axis=1)
         hour = (pd.to_numeric(records["sched_dep_time"]) // 100).astype("int64").to_numpy()
         keys = zip(*(records[c].tolist() for c in WEATHER_KEY[:-1]), hour.tolist())
         history, found = self._lookup("weather", keys)
-        weather = np.where(given[:, None], request, history)
+        weather = np.where(sent, request, history)
         columns.update({col: weather[:, i] for i, col in enumerate(WEATHER_FIELDS)})
-        source = np.where(given, "request", np.where(found, "history", "none")).tolist()
+        source = np.select([complete, given & found, given, found],
+                           ["request", "request+history", "request+imputed", "history"], "none").tolist()
         for name, key_cols in (("planes", ["tailnum"]), ("airports", ["dest"]), ("routes", ["origin", "dest"])):
             values, _ = self._lookup(name, zip(*(records[c].tolist() for c in key_cols)))
             columns.update({col: values[:, i] for i, col in enumerate(self._VALUES[name])})

@@ -1,0 +1,118 @@
+"""The flight-delay Bento's bounds on what one request may carry, over HTTP against a real
+`bentoml serve`: a tiny untrained model (six training rows) packaged as the pipeline packages
+one, served with small limits so that going over them is cheap."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import httpx
+import pytest
+
+from tests.conftest import elearn_env
+from tests.unit.test_features import rows
+
+MAX_RECORDS, MAX_BODY_BYTES = 50, 64 * 1024
+LIMITS = {"ELEARN_SERVE_WORKERS": "1", "ELEARN_SERVE_MAX_RECORDS": str(MAX_RECORDS),
+          "ELEARN_SERVE_MAX_BODY_BYTES": str(MAX_BODY_BYTES)}
+
+
+def tiny_version(folder) -> int:
+    """flight_delay v1: an untrained model with the real inputs, its feature spec and lookups."""
+    import keras
+
+    from elearn.features.flights import FeatureSpec, Lookups
+    from elearn.objectstore import default_store
+    from elearn.registry import get_store, publish_version
+    from training_jobs.train_flights import MODEL_FILE, SPEC_FILE, build_model
+
+    table = rows()
+    spec = FeatureSpec.fit(table)
+    build_model(keras, spec, hidden=4).save(folder / MODEL_FILE)
+    (folder / SPEC_FILE).write_text(spec.to_json())
+    Lookups.from_datastore(table).save(folder)
+    objects = default_store()
+    for path in folder.iterdir():
+        objects.put_file(path, f"staged/{path.name}")
+    return publish_version(get_store(), objects, "flight_delay", "staged", params={}, metrics={}, lineage={},
+                           dag_run_id=None).version
+
+
+@pytest.fixture(scope="module")
+def bento(tmp_path_factory):
+    from elearn.serving.local_serve import BentoServer
+    from elearn.serving.package import package_version
+
+    home = tmp_path_factory.mktemp("bento") / "elearn"
+    with pytest.MonkeyPatch.context() as env:
+        for key in [k for k in os.environ if k.startswith("AIRFLOW__ELEARN__")]:
+            env.delenv(key)
+        for key, value in elearn_env(home).items():
+            env.setenv(key, value)
+        version = tiny_version(tmp_path_factory.mktemp("model"))
+        tag = package_version("flight_delay", version, on_line=lambda line: None)
+        with BentoServer(tag, env=LIMITS, log_path=home / "bento.log") as server:
+            yield server
+
+
+def flight(**fields) -> dict:
+    from elearn.features.flights import REQUIRED_FIELDS
+
+    record = rows(1)[["flight_id", *REQUIRED_FIELDS]].to_dict("records")[0]
+    return {**{k: (v.item() if hasattr(v, "item") else v) for k, v in record.items()}, **fields}
+
+
+def post(server, body: bytes | dict, **kw) -> httpx.Response:
+    content = json.dumps(body).encode() if isinstance(body, dict) else body
+    return httpx.post(server.url + "/predict", content=content, headers={"Content-Type": "application/json"},
+                      timeout=60, **kw)
+
+
+def test_a_request_over_the_record_limit_is_413_naming_the_limit_and_the_fix(bento):
+    assert len(post(bento, {"flights": [flight()] * MAX_RECORDS}).json()) == MAX_RECORDS
+    r = post(bento, {"flights": [flight()] * (MAX_RECORDS + 1)})
+    assert r.status_code == 413
+    assert (f"{MAX_RECORDS + 1} flights in one request is over this server's limit of {MAX_RECORDS} "
+            "(ELEARN_SERVE_MAX_RECORDS); split the request or raise the setting") in r.text
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_a_body_over_the_byte_limit_is_413_before_it_is_parsed(bento, chunked):
+    body = b'{"flights": [' + json.dumps(flight()).encode() + b" " * MAX_BODY_BYTES + b"]}"
+    r = post(bento, iter([body[i:i + 8192] for i in range(0, len(body), 8192)]) if chunked else body)
+    assert r.status_code == 413
+    assert (f"the request body is over this server's limit of {MAX_BODY_BYTES:,} bytes "
+            "(ELEARN_SERVE_MAX_BODY_BYTES); split the request or raise the setting") in r.text
+    assert post(bento, {"flights": [flight()]}).status_code == 200  # the server still answers
+
+
+def test_a_flight_id_over_64_characters_is_refused(bento):
+    assert post(bento, {"flights": [flight(flight_id="f" * 64)]}).json()[0]["flight_id"] == "f" * 64
+    r = post(bento, {"flights": [flight(flight_id="f" * 65)]})
+    assert r.status_code == 400
+    assert r.json()["detail"][0]["loc"][-1] == "flight_id" and "at most 64 characters" in r.text
+
+
+@pytest.mark.parametrize("field, value", [
+    ("temp", 1000.0), ("dewp", -200.0), ("humid", 101.0), ("wind_dir", 361.0), ("wind_speed", 1048.4),
+    ("wind_gust", 400.0), ("precip", 50.0), ("pressure", 10.0), ("visib", 1e9), ("flight", 10 ** 30),
+])
+def test_a_value_out_of_physical_bounds_is_refused_naming_the_field(bento, field, value):
+    r = post(bento, {"flights": [flight(**{field: value})]})
+    assert r.status_code == 400
+    assert r.json()["detail"][0]["loc"][-1] == field
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")], ids=["NaN", "Infinity", "-Infinity"])
+def test_non_finite_weather_is_refused_never_imputed_and_reported_as_the_request(bento, value):
+    r = post(bento, {"flights": [flight(temp=70.0, wind_speed=value)]})  # json writes NaN, Infinity, -Infinity
+    assert r.status_code == 400
+    assert r.json()["detail"][0]["loc"][-1] == "wind_speed" and "finite number" in r.text
+    every_field = dict(temp=70.0, dewp=50.0, humid=60.0, wind_dir=180.0, wind_speed=12.0, wind_gust=20.0,
+                       precip=0.0, pressure=1013.0, visib=10.0)
+    answer = post(bento, {"flights": [flight(temp=70.0, wind_speed=12.0), flight(), flight(**every_field)]}).json()
+    # "request" only when the caller sent every field; the rest came from the origin's record
+    assert [a["weather_source"] for a in answer] == ["request+history", "history", "request"]
+    assert all(math.isfinite(a["p_delayed"]) and 0 <= a["p_delayed"] <= 1 for a in answer)
