@@ -201,3 +201,46 @@ def test_fuzzing_the_api_from_its_openapi_finds_no_server_error(api, tmp_path):
     cases = re.search(r"(\d+) generated, (\d+) passed", out)
     assert cases and int(cases[1]) == int(cases[2]) > 100, out[-3000:]
     assert re.search(r"Examples \(in [\d.]+s\)\s+✅ \d+ passed", out), out[:3000]  # the seeded versions too
+
+
+def test_fuzzing_the_pages_finds_no_server_error(api, tmp_path):
+    """The pages are left out of the API's OpenAPI document (they answer HTML), so they are fuzzed
+    from one made for them here, from the app's own routes, signed in as a browser is."""
+    import copy
+    import json
+    import re
+
+    from fastapi.openapi.utils import get_openapi
+
+    from elearn.api.app import create_app
+
+    routes = []
+    for route in create_app().routes:
+        if getattr(route, "path", "").startswith("/ui"):
+            route = copy.copy(route)
+            route.include_in_schema = True
+            routes.append(route)
+    spec = get_openapi(title="elearn pages", version="1", openapi_version="3.1.0", routes=routes)
+    assert {"/ui/datastores/{name}", "/ui/models/{model}/{version}", "/ui/runs/{run_id}",
+            "/ui/studies/{name}"} <= set(spec["paths"])
+    # first the values a generator rarely draws: past the database's integers, paths, long, odd bytes
+    import httpx
+
+    cookie = {"Cookie": f"_token={api.token('viewer')}"}
+    hostile = ["0", "-1", "99999999999999999999999", "1e309", "..", "%2e%2e", "x" * 400, "%00", "%C3%BC", "a;b'"]
+    for path in spec["paths"]:
+        for value in hostile if "{" in path else [None]:
+            url = f"{api.url}/elearn" + (re.sub(r"\{[^}]+\}", value, path) if value else path)
+            r = httpx.get(url, headers=cookie, timeout=30, follow_redirects=False)
+            assert r.status_code < 500, (url, r.status_code, r.text[:300])
+    (tmp_path / "pages.json").write_text(json.dumps(spec))
+    done = subprocess.run([str(VENV_BIN / "schemathesis"), "run", str(tmp_path / "pages.json"),
+                           "--url", f"{api.url}/elearn", "--header", f"Cookie: _token={api.token('viewer')}",
+                           "--checks", "not_a_server_error", "--max-examples", "25", "--phases", "examples,coverage,fuzzing",
+                           "--no-color"],
+                          capture_output=True, text=True, timeout=600, env={**os.environ, "NO_COLOR": "1"},
+                          cwd=tmp_path)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-4000:]
+    cases = re.search(r"(\d+) generated, (\d+) passed", out)
+    assert cases and int(cases[1]) == int(cases[2]) > 50, out[-3000:]
