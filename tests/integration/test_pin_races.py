@@ -41,10 +41,11 @@ def waiting_on_a_lock(store) -> bool:
                                       "AND pid <> pg_backend_pid()")).scalar())
 
 
-def interleave(store, first, second) -> tuple:
-    """Run ``first`` in a thread up to the commit of its first write and hold it there; then run ``second`` in
-    another thread until it finishes or waits on a lock (1 s at most); then let ``first``
-    commit. Each outcome is the return value or the exception raised."""
+def interleave(store, first, second, before_statement: str | None = None) -> tuple:
+    """Run ``first`` in a thread up to the commit of its first write and hold it there (or, with
+    ``before_statement``, just before it executes a write whose SQL contains that text); then run
+    ``second`` in another thread until it finishes or waits on a lock (1 s at most); then let
+    ``first`` go on. Each outcome is the return value or the exception raised."""
     held, go = threading.Event(), threading.Event()
     outcomes: dict[str, object] = {}
     first_thread: list[threading.Thread] = []
@@ -52,8 +53,17 @@ def interleave(store, first, second) -> tuple:
     def after_flush(session, _context):
         session.info["wrote"] = True
 
+    def do_orm_execute(state):  # an UPDATE, INSERT or DELETE statement writes too (pyiceberg's commits do)
+        if state.is_update or state.is_insert or state.is_delete:
+            if (before_statement and before_statement in str(state.statement) and not held.is_set()
+                    and threading.current_thread() is first_thread[0]):
+                held.set()
+                go.wait(30)
+            state.session.info["wrote"] = True
+
     def before_commit(session):  # the first transaction of ``first`` that wrote something
-        if threading.current_thread() is first_thread[0] and session.info.get("wrote") and not held.is_set():
+        if (not before_statement and threading.current_thread() is first_thread[0] and session.info.get("wrote")
+                and not held.is_set()):
             held.set()
             go.wait(30)
 
@@ -64,6 +74,7 @@ def interleave(store, first, second) -> tuple:
             outcomes[key] = e
 
     event.listen(Session, "after_flush", after_flush)
+    event.listen(Session, "do_orm_execute", do_orm_execute)
     event.listen(Session, "before_commit", before_commit)
     try:
         first_thread.append(threading.Thread(target=run, args=("first", first)))
@@ -81,6 +92,7 @@ def interleave(store, first, second) -> tuple:
         go.set()
         event.remove(Session, "before_commit", before_commit)
         event.remove(Session, "after_flush", after_flush)
+        event.remove(Session, "do_orm_execute", do_orm_execute)
     return outcomes["first"], outcomes["second"]
 
 
@@ -167,3 +179,39 @@ def test_a_removal_and_a_release_start_never_both_pass(database, monkeypatch, re
         assert objects.list("models/m/v2")
     else:
         assert running == [] and store.get_version("m", 2).status == "DELETED"
+
+
+@pytest.mark.parametrize("pin", sorted(PINS))
+@pytest.mark.parametrize("expiry_first", [True, False], ids=["expiry-first", "pin-first"])
+def test_a_snapshot_expiry_and_a_pin_of_a_version_trained_on_it_never_both_pass(database, tmp_path, pin,
+                                                                                expiry_first):
+    """A version saved (or aliased) while its training snapshot is expired: the pin comes first
+    (held at its commit) and the snapshot is kept; or the expiry has decided and is held just
+    before it commits the removal to the Iceberg catalog, and the pin is refused meanwhile."""
+    from datetime import timedelta
+
+    from elearn.datastores import read_arrow
+    from elearn.datastores.retention import expire_snapshots
+    from tests.integration.test_datastore_retention import commit
+
+    snaps = [commit(tmp_path, f"r{i}", 10 + i) for i in range(3)]
+    store = SqlAlchemyRegistryStore()
+    mv = store.create_version("m", params={}, metrics={}, dag_run_id=None,
+                              lineage={"datastore": "ret", "snapshot_id": snaps[0].snapshot_id})
+    store.finish_version("m", mv.version, artifact_uri="file:///x", files={})
+    expire = lambda: expire_snapshots("ret", older_than=timedelta(0), keep_last=1)  # noqa: E731
+    pin_it = lambda: PINS[pin](store)  # noqa: E731
+    if expiry_first:
+        expiry, pinned = interleave(store, expire, pin_it, before_statement="iceberg_tables")
+    else:
+        pinned, expiry = interleave(store, pin_it, expire)
+    assert passed(expiry), expiry
+    if not expiry_first:  # the pin won: the data it was trained on is kept
+        assert passed(pinned) and snaps[0].snapshot_id not in expiry.expired
+        assert read_arrow("ret", snaps[0].snapshot_id).num_rows == 10
+    else:
+        assert not passed(pinned) and "is removing right now" in str(pinned)
+        assert snaps[0].snapshot_id in expiry.expired
+        after = store.get_version("m", 1)
+        assert not after.saved and not after.aliases
+    assert snaps[1].snapshot_id in expiry.expired  # the expiry itself did its work

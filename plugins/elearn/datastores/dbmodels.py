@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, DateTime, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, DateTime, Integer, String, UniqueConstraint, update
 from sqlalchemy.orm import Mapped, mapped_column
 
+from elearn.db import serialize
 from elearn.db.base import Base, utcnow
+
+EXPIRING, EXPIRED = "EXPIRING", "EXPIRED"
 
 
 class SqlDatastoreSnapshot(Base):
@@ -24,3 +27,13 @@ class SqlDatastoreSnapshot(Base):
     properties: Mapped[dict] = mapped_column(JSON)     # provenance: dag/run/task, code version, checksums
     schema_changes: Mapped[dict] = mapped_column(JSON)  # added / dropped / changed columns
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # None; EXPIRING while an expiry run removes it (decided, not yet committed to Iceberg); EXPIRED
+    expiry: Mapped[str | None] = mapped_column(String(16), nullable=True)
+
+
+def lock_datastore(session, name: str) -> None:
+    """Hold datastore ``name``'s pins until ``session``'s transaction ends: an expiry deciding
+    what to remove and a save or alias of a version trained on it run one at a time."""
+    serialize(session, f"elearn-datastore:{name}",
+              update(SqlDatastoreSnapshot).where(SqlDatastoreSnapshot.name == name)
+              .values(name=SqlDatastoreSnapshot.name))

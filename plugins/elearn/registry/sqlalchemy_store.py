@@ -10,13 +10,14 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
+from elearn.datastores.dbmodels import EXPIRING, SqlDatastoreSnapshot, lock_datastore
 from elearn.db import get_engine, serialize, session_scope
 from elearn.errors import Conflict, InvalidInput, NotFound
 from elearn.registry.abstract_store import AbstractRegistryStore
 from elearn.leases import now, owner_alive, owner_id
 from elearn.registry.dbmodels import (SqlAliasHistory, SqlModelAlias, SqlModelVersion, SqlModelVersionTag,
                                       SqlRegisteredModel)
-from elearn.registry.entities import ModelVersion, VersionStatus
+from elearn.registry.entities import Lineage, ModelVersion, VersionStatus
 from elearn.serving.dbmodels import SqlRelease
 
 VERSION_RETRIES = 10
@@ -50,6 +51,22 @@ def lock_version(session, model_name: str, version: int) -> None:
               update(SqlModelVersion).where(SqlModelVersion.model_name == model_name,
                                             SqlModelVersion.version == version)
               .values(version=SqlModelVersion.version))
+
+
+def refuse_while_its_data_expires(session, row: SqlModelVersion) -> None:
+    """A pin (save, alias) of a version whose training snapshot an expiry run is removing right
+    now would keep a model whose data goes a moment later: it waits for the datastore's lock and
+    refuses while the snapshot is EXPIRING (``elearn.datastores.retention``)."""
+    trained_on = Lineage.from_dict(row.lineage).trained_on
+    if trained_on is None:
+        return
+    lock_datastore(session, trained_on.name)
+    expiry = session.scalar(select(SqlDatastoreSnapshot.expiry).where(
+        SqlDatastoreSnapshot.name == trained_on.name, SqlDatastoreSnapshot.snapshot_id == trained_on.snapshot_id))
+    if expiry == EXPIRING:
+        raise Conflict(f"{row.model_name} v{row.version} was trained on snapshot {trained_on.snapshot_id} of "
+                       f"{trained_on.name}, which a datastore expiry is removing right now; try again once it "
+                       f"ends (the version can be kept, its training data cannot)")
 
 
 def version_status(session, model_name: str, version: int) -> str | None:
@@ -161,6 +178,7 @@ class SqlAlchemyRegistryStore(AbstractRegistryStore):
             row = self._row(s, model_name, version)
             if row.status != VersionStatus.READY.value:
                 raise Conflict(f"{model_name} v{version} is {row.status}; only a READY version can get an alias")
+            refuse_while_its_data_expires(s, row)
             current = s.get(SqlModelAlias, (model_name, alias))
             previous = current.version if current else None
             if current:
@@ -212,6 +230,7 @@ class SqlAlchemyRegistryStore(AbstractRegistryStore):
             row = self._row(s, model_name, version)
             if row.status != VersionStatus.READY.value:
                 raise Conflict(f"{model_name} v{version} is {row.status}; only a READY version can be saved")
+            refuse_while_its_data_expires(s, row)
             if not row.saved:
                 row.saved, row.saved_by, row.saved_at, row.saved_reason = True, by, now(), reason
             s.flush()
