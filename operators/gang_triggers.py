@@ -91,7 +91,8 @@ class GangPodsTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from elearn.compute import AttemptEnd, runs
-        from elearn.compute.kubernetes import GangHandle, _transient
+        from elearn.compute.kubernetes import GangHandle
+        from elearn.kube import transient
         from elearn.tuning.monitor import TrialMonitor
 
         driver, handle = self._driver(), GangHandle.from_dict(self.handle)
@@ -102,7 +103,7 @@ class GangPodsTrigger(BaseTrigger):
             try:
                 end = await asyncio.to_thread(driver.step, handle, self.log.info)
             except Exception as e:
-                if not _transient(e):  # RBAC, a deleted namespace …: end the attempt with the reason
+                if not transient(e):  # RBAC, a deleted namespace …: end the attempt with the reason
                     end = AttemptEnd("failed", f"gang {handle.gang_id}: {type(e).__name__}: {e}",
                                      time.time() - handle.submitted_at)
                 else:  # the API server is struggling: the gang goes on, look again at the next poll

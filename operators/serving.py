@@ -68,9 +68,9 @@ class CanaryReleaseOperator(BaseOperator):
         release = start_release(mv["model_name"], int(mv["version"]), weight=weight, gates=Gates(**self.gates),
                                 by=f"{self.dag_id}/{context['run_id']}", force=bool(self.force),
                                 on_line=self.log.info)
-        proxy = reconcile(release, self.proxy_port)
+        where = reconcile(release, self.proxy_port)
         self.log.info("release %s: v%s at %s%% beside v%s, through %s", release.id, release.canary,
-                      release.canary_weight, release.stable, proxy.url)
+                      release.canary_weight, release.stable, where)
         if release.state != "RUNNING":  # the first version: production at once
             return self._summary(release)
         self.defer(trigger=CanaryGatesTrigger(release.id, self.proxy_port, self.poll_interval_s),

@@ -69,7 +69,8 @@ class KubeEmulator:
 
         self._stop = asyncio.Event()
         async with kmock.KubernetesEmulator() as emu, kmock.Server(emu, host="127.0.0.1") as server:
-            for resource in ("v1/pods", "v1/services", "v1/nodes"):
+            for resource in ("v1/pods", "v1/services", "v1/nodes", "apps/v1/deployments",
+                             "gateway.networking.k8s.io/v1/httproutes", "gateway.networking.k8s.io/v1/grpcroutes"):
                 emu.resources[resource] = {}  # lists of a resource with no object yet answer 404 otherwise
             emu[kmock.subresource("log")] << (lambda req: self.logs.answer(req.name, dict(req.params)))
             # the client asks for "/version/" (with the slash); kmock's own answer is fixed at 1.26
@@ -109,11 +110,12 @@ class KubeEmulator:
         cfg.retries = 0
         return kubernetes.client.ApiClient(cfg)
 
-    def write_kubeconfig(self, path) -> str:
-        """A kubeconfig file for this emulator (what KUBECONFIG or a Kubernetes connection names)."""
+    def write_kubeconfig(self, path, url: str | None = None) -> str:
+        """A kubeconfig file for this emulator, or for ``url`` in front of it (a ``FaultyProxy``):
+        what KUBECONFIG or a Kubernetes connection names."""
         path.write_text(f"""apiVersion: v1
 kind: Config
-clusters: [{{name: emu, cluster: {{server: "{self.url}"}}}}]
+clusters: [{{name: emu, cluster: {{server: "{url or self.url}"}}}}]
 users: [{{name: me, user: {{token: t}}}}]
 contexts: [{{name: emu, context: {{cluster: emu, user: me}}}}]
 current-context: emu
@@ -155,7 +157,12 @@ current-context: emu
 class FaultyProxy:
     """A flaky API server on the wire: an HTTP proxy in front of the emulator that answers the
     requests it is told to with 500, 429 (Retry-After: 1), a reset connection or silence (the
-    client's timeout), and forwards everything else unchanged. Runs on the emulator's loop."""
+    client's timeout), and forwards everything else unchanged. Runs on the emulator's loop.
+
+    It also answers server-side apply (``PATCH`` with ``application/apply-patch+yaml``), which
+    kmock lacks, as the API server does for a single field manager: the object is created when
+    missing, else the applied fields are merged in. ``applied`` records each apply's path and
+    query (``fieldManager``, ``force``)."""
 
     def __init__(self, kube: KubeEmulator):
         self.kube = kube
@@ -164,6 +171,8 @@ class FaultyProxy:
         self.injected: list[tuple[str, str, str]] = []
         self.forwarded = 0
         self.delays: list[tuple[str, re.Pattern, float]] = []
+        self.applied: list[tuple[str, dict]] = []
+        self.requests: list[tuple[str, str, str]] = []  # (method, path, query) of everything it was sent
 
     def delay(self, method: str, path: str, seconds: float) -> None:
         """Every ``method`` request whose path matches ``path`` takes ``seconds`` longer (a busy server)."""
@@ -188,6 +197,7 @@ class FaultyProxy:
         session = aiohttp.ClientSession()
 
         async def handle(request: web.Request) -> web.StreamResponse:
+            self.requests.append((request.method, request.path, request.query_string))
             for n, (method, pattern, kind) in enumerate(self.faults):
                 if method == request.method and pattern.search(request.path):
                     del self.faults[n]
@@ -213,10 +223,27 @@ class FaultyProxy:
                     await asyncio.sleep(seconds)
             self.forwarded += 1
             body = await request.read()
+            if request.method == "PATCH" and request.content_type == "application/apply-patch+yaml":
+                return await apply(request.path, dict(request.query), body)
             async with session.request(request.method, self.kube.url.rstrip("/") + request.path_qs, data=body,
                                        headers={k: v for k, v in request.headers.items() if k.lower() != "host"}) as r:
                 return web.Response(status=r.status, body=await r.read(),
                                     headers={"Content-Type": r.headers.get("Content-Type", "application/json")})
+
+        async def apply(path: str, query: dict, body: bytes) -> web.Response:
+            self.applied.append((path, query))
+            base = self.kube.url.rstrip("/")
+            json_headers = {"Content-Type": "application/json", "Accept": "application/json"}
+            async with session.get(base + path, headers=json_headers) as r:
+                exists = r.status == 200
+            if exists:
+                method, url, headers = "PATCH", base + path, {**json_headers,
+                                                             "Content-Type": "application/merge-patch+json"}
+            else:
+                method, url, headers = "POST", base + path.rsplit("/", 1)[0], json_headers
+            async with session.request(method, url, data=body, headers=headers) as r:
+                return web.Response(status=r.status if r.status >= 300 else 200 if exists else 201, body=await r.read(),
+                                    headers={"Content-Type": "application/json"})
 
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", handle)

@@ -205,6 +205,34 @@ def cmd_model_reproduce(a) -> int:
     return 0
 
 
+def cmd_model_export(a) -> int:
+    from elearn.serving.export import export_version
+
+    r = export_version(a.model, a.version, a.to, force=a.force)
+    print(f"{r.model_name} v{r.version} exported to {r.destination}: {len(r.files) + 1} files, "
+          f"{r.bytes / 1e6:.1f} MB (README.txt says how to load it; manifest.json, written last, holds every "
+          f"file's sha256)")
+    return 0
+
+
+def cmd_model_build(a) -> int:
+    from pathlib import Path
+
+    from elearn.serving.container import container_build
+
+    b = container_build(a.model, a.version, dockerfile=Path(a.dockerfile) if a.dockerfile else None)
+    if a.json:
+        _print_json(b.as_dict())
+        return 0
+    print(f"{b.model_name} v{b.version}: Bento {b.bento_tag}")
+    print(f"  build context  {b.bento_path}  (bentoml containerize adds the models under models/)")
+    print(f"  bentofile      {b.bentofile}")
+    print(f"  Dockerfile     {b.dockerfile}  (what bentoml containerize builds from)")
+    print(f"  image          {b.image}")
+    print(f"build the image where there is Docker (or --backend podman/buildah):\n  {b.containerize_command}")
+    return 0
+
+
 def cmd_gc(a) -> int:
     from datetime import timedelta
 
@@ -229,9 +257,7 @@ def cmd_gc(a) -> int:
 
 
 def _release_line(r) -> str:
-    from elearn.serving.releases import desired_weights
-
-    weights = ", ".join(f"v{v} {w}%" for v, w in desired_weights(r).items())
+    weights = ", ".join(f"v{v} {w}%" for v, w in r.weights.items())
     return f"release {r.id} of {r.model}: {r.state}; stable v{r.stable or '-'}, canary v{r.canary}; traffic {weights}"
 
 
@@ -243,9 +269,9 @@ def cmd_release_start(a) -> int:
 
     gates = Gates(**{f.name: getattr(a, f.name) for f in fields(Gates) if getattr(a, f.name) is not None})
     release = start_release(a.model, a.version, weight=a.weight, gates=gates, by=a.by or _user(), force=a.force)
-    proxy = reconcile(release, a.port)
+    where = reconcile(release, a.port)
     print(_release_line(release))
-    print(f"serving through nginx at {proxy.url}")
+    print(f"serving through {where}")
     return 0
 
 
@@ -453,6 +479,20 @@ def build_parser() -> argparse.ArgumentParser:
     repro.add_argument("--quiet", action="store_true", help="do not stream the workers' output")
     repro.add_argument("--json", action="store_true")
     repro.set_defaults(func=cmd_model_reproduce)
+    export = m.add_parser("export", help="write a version for an application without elearn: Keras file, "
+                                         "SavedModel, feature spec, lookups, README, manifest")
+    export.add_argument("model")
+    export.add_argument("version", type=int)
+    export.add_argument("--to", required=True, metavar="DIR|s3://BUCKET/PREFIX")
+    export.add_argument("--force", action="store_true", help="replace what is at the destination")
+    export.set_defaults(func=cmd_model_export)
+    build = m.add_parser("build", help="a version's Bento: its build context, Dockerfile and containerize command")
+    build.add_argument("model")
+    build.add_argument("version", type=int)
+    build.add_argument("--dockerfile", default=None,
+                       help="where to write the Dockerfile (default $ELEARN_HOME/containerfiles/)")
+    build.add_argument("--json", action="store_true")
+    build.set_defaults(func=cmd_model_build)
 
     rel = sub.add_parser("release", help="gradual releases (canary) on this machine").add_subparsers(
         dest="sub", required=True)

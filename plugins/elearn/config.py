@@ -44,6 +44,15 @@ KEYS: dict[str, tuple[str, str]] = {
                                        "AIRFLOW__ELEARN__DATABASE_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY); "
                                        "empty = none. Nothing secret is ever written into a pod"),
     "proxy_port": ("8700", "port on 127.0.0.1 of the local release proxy (nginx) in front of the Bentos"),
+    "serving_backend": ("local", "where released versions serve: local (bentoml serve and nginx on this host) or "
+                                 "kubernetes (a Deployment and Service per version, a weighted Gateway API route)"),
+    "serving_namespace": ("elearn-models", "namespace of the Bentos' Deployments, Services and routes (kubernetes)"),
+    "serving_gateway": ("", "the Gateway API Gateway the routes attach to, NAME or NAMESPACE/NAME (kubernetes)"),
+    "bento_image_registry": ("", "where Bento images are pushed (bentoml containerize, then push): a version's "
+                                 "image is REGISTRY/<bento tag>; empty = the bare Bento tag"),
+    "serving_replicas": ("2", "pods per served version (kubernetes)"),
+    "prometheus_url": ("", "base URL of the Prometheus that scrapes the Bentos (http://prometheus.monitoring:9090), "
+                           "which the live gates query on Kubernetes; empty = not used"),
 }
 
 
@@ -112,6 +121,12 @@ class ElearnConfig:
     worker_image: str = "elearn/training-worker:latest"
     worker_secret: str = "elearn-worker"
     proxy_port: int = 8700
+    serving_backend: str = "local"
+    serving_namespace: str = "elearn-models"
+    serving_gateway: str = ""
+    bento_image_registry: str = ""
+    serving_replicas: int = 2
+    prometheus_url: str = ""
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -125,6 +140,14 @@ class ElearnConfig:
                 f"compute_driver {self.compute_driver!r} is not one of local, kubernetes; "
                 f"set {ENV_PREFIX}COMPUTE_DRIVER"
             )
+        if self.serving_backend not in SERVING_BACKENDS:
+            raise ConfigError(f"serving_backend {self.serving_backend!r} is not one of "
+                              f"{', '.join(SERVING_BACKENDS)}; set {ENV_PREFIX}SERVING_BACKEND")
+        if self.serving_replicas < 1:
+            raise ConfigError(f"serving_replicas must be at least 1; set {ENV_PREFIX}SERVING_REPLICAS")
+        if self.prometheus_url and not self.prometheus_url.startswith(("http://", "https://")):
+            raise ConfigError(f"prometheus_url {self.prometheus_url!r} must start with http:// or https://; "
+                              f"set {ENV_PREFIX}PROMETHEUS_URL to Prometheus' base URL")
         if self.spark_shuffle_partitions < 1 or self.local_slots < 1:
             raise ConfigError("spark_shuffle_partitions and local_slots must be positive integers")
         if self.gang_backend not in GANG_BACKENDS:
@@ -163,6 +186,7 @@ def s3_properties(endpoint_url: str, region: str) -> dict[str, str]:
 
 
 GANG_BACKENDS = ("volcano", "coscheduling", "kueue", "workload", "builtin")
+SERVING_BACKENDS = ("local", "kubernetes")
 
 
 def _json_object(key: str) -> dict:
@@ -209,4 +233,10 @@ def load() -> ElearnConfig:
         worker_image=get("worker_image"),
         worker_secret=get("worker_secret") if os.environ.get(ENV_PREFIX + "WORKER_SECRET") != "" else "",
         proxy_port=_int("proxy_port"),
+        serving_backend=get("serving_backend"),
+        serving_namespace=get("serving_namespace"),
+        serving_gateway=get("serving_gateway"),
+        bento_image_registry=get("bento_image_registry").rstrip("/"),
+        serving_replicas=_int("serving_replicas"),
+        prometheus_url=get("prometheus_url").strip(),
     )

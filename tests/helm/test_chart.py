@@ -63,7 +63,7 @@ def test_every_rendered_object_passes_its_schema(chart, value_set, version):
 def test_schema_checks_are_not_vacuous(chart):
     """A misspelled field fails each kind of check used above."""
     objects = chart.render("volcano")
-    role = one(objects, "Role")
+    role = gang_driver_role(objects)
     role["rules"][0]["verb"] = role["rules"][0].pop("verbs")
     with pytest.raises(kubernetes_validate.ValidationError, match="verb"):
         kubernetes_validate.validate(role, OLDEST, strict=True)
@@ -128,12 +128,14 @@ def test_training_namespace_enforces_the_restricted_pod_security_level(chart):
 def test_values_mirror_elearns_configuration_keys():
     handled_elsewhere = {"database_url": "database", "worker_image": "images.trainingWorker",
                          "worker_secret": "training.workerSecret",
-                         "proxy_port": "the local canary proxy: Kubernetes uses the Gateway API (serving)"}
+                         "proxy_port": "the local canary proxy: Kubernetes uses the Gateway API (serving)",
+                         "serving_namespace": "serving.namespace", "serving_gateway": "serving.gateway"}
     assert set(DEFAULTS["config"]) == set(elearn_config.KEYS) - set(handled_elsewhere)
     schema = json.loads((CHART / "values.schema.json").read_text())
     props = schema["properties"]["config"]["properties"]
     assert tuple(props["gang_backend"]["enum"]) == elearn_config.GANG_BACKENDS
     assert set(props["compute_driver"]["enum"]) == {"local", "kubernetes"}
+    assert tuple(props["serving_backend"]["enum"]) == elearn_config.SERVING_BACKENDS
     assert set(props) == set(DEFAULTS["config"])
 
 
@@ -199,10 +201,21 @@ def test_volcano_gets_one_queue_per_team_carrying_its_quota(chart):
 FORBIDDEN_VERBS = {"*", "escalate", "bind", "impersonate", "patch", "update", "deletecollection"}
 
 
+def gang_driver_role(objects: list[dict]) -> dict:
+    [role] = [r for r in by_kind(objects, "Role") if r["metadata"]["name"].endswith("-gang-driver")]
+    return role
+
+
+def serving_role(objects: list[dict]) -> dict | None:
+    roles = [r for r in by_kind(objects, "Role") if r["metadata"]["name"].endswith("-serving")]
+    return roles[0] if roles else None
+
+
 @pytest.mark.parametrize("value_set", [v for v in VALUE_SETS if v in elearn_config.GANG_BACKENDS])
 def test_rbac_is_namespaced_narrow_and_bound_to_the_driver(chart, value_set):
     objects = chart.render(value_set)
-    role, binding = one(objects, "Role"), one(objects, "RoleBinding")
+    role = gang_driver_role(objects)
+    [binding] = [b for b in by_kind(objects, "RoleBinding") if b["metadata"]["name"] == role["metadata"]["name"]]
     assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == values_of(value_set)["config"][
         "k8s_namespace"]
     for rule in role["rules"] + [r for c in by_kind(objects, "ClusterRole") for r in c["rules"]]:
@@ -228,8 +241,22 @@ def test_rbac_is_namespaced_narrow_and_bound_to_the_driver(chart, value_set):
 
 
 def test_no_rbac_and_no_training_namespace_for_the_local_driver(chart):
-    kinds = {o["kind"] for o in chart.render("local-driver")}
+    objects = [o for o in chart.render("local-driver") if not o["metadata"]["name"].endswith("-serving")]
+    kinds = {o["kind"] for o in objects}
     assert not kinds & {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding", "Namespace", "Queue"}
+
+
+def test_serving_rbac_patches_only_the_serving_objects_in_their_namespace(chart):
+    """Releases apply objects (server-side apply is a patch): the serving Role may patch its three
+    kinds in the serving namespace and nothing else; the gang driver's Role still never patches."""
+    objects = chart.render(values={"serving": {"namespace": "models"}})
+    role = serving_role(objects)
+    assert role["metadata"]["namespace"] == "models"
+    assert {(g, r) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]} == {
+        ("apps", "deployments"), ("", "services"), ("gateway.networking.k8s.io", "httproutes")}
+    for rule in role["rules"]:
+        assert not (FORBIDDEN_VERBS - {"patch"}) & set(rule["verbs"]), rule
+    assert serving_role(chart.render(values={"rbac": {"create": False}})) is None
 
 
 # ---------------------------------------------------------------------------------------------- refusals
@@ -352,3 +379,17 @@ def test_the_guide_gives_the_values_the_chart_prints(chart):
     objects = chart.render(values=elearn_values)
     assert by_kind(objects, "Queue") and by_kind(objects, "PersistentVolumeClaim")
     assert airflow_values_of(chart.notes(values=elearn_values)) == yaml_block(guide, "# airflow-values.yaml")
+
+
+@pytest.mark.parametrize("serving, namespace, gateway", [
+    ({}, NAMESPACE, None),
+    ({"namespace": "models", "gateway": {"name": "public"}}, "models", "public"),
+    ({"gateway": {"name": "public", "namespace": "gateways"}}, NAMESPACE, "gateways/public"),
+])
+def test_releases_on_kubernetes_serve_where_the_serving_values_say(chart, serving, namespace, gateway):
+    """serving_namespace and serving_gateway come from the chart's `serving` values (one source)."""
+    existing = {("elearn-database", "database-url"): "postgresql+psycopg2://e@db/e"}
+    env = airflow_env(chart.render(values={"serving": serving}), existing)
+    assert env["AIRFLOW__ELEARN__SERVING_BACKEND"] == "kubernetes"
+    assert env["AIRFLOW__ELEARN__SERVING_NAMESPACE"] == namespace
+    assert env.get("AIRFLOW__ELEARN__SERVING_GATEWAY") == gateway

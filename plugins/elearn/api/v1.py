@@ -227,14 +227,14 @@ def get_run(run_id: RUN_ID) -> dict:
 
 @router.get("/releases", tags=["releases"], summary="releases (canary), newest first")
 def list_releases(limit: LIMIT = 100) -> list[dict]:
-    from elearn.serving.releases import desired_weights, list_releases as releases
+    from elearn.serving.releases import list_releases as releases
 
-    return [_json(r) | {"weights": {str(v): w for v, w in desired_weights(r).items()}} for r in releases(limit=limit)]
+    return [_json(r) | {"weights": {str(v): w for v, w in r.weights.items()}} for r in releases(limit=limit)]
 
 
 @router.get("/releases/{model}", tags=["releases"], summary="the current release of a model")
 def get_release(model: MODEL) -> dict:
-    from elearn.serving.releases import current_release, desired_weights
+    from elearn.serving.releases import current_release
 
     release = current_release(model)
-    return _json(release) | {"weights": {str(v): w for v, w in desired_weights(release).items()}}
+    return _json(release) | {"weights": {str(v): w for v, w in release.weights.items()}}

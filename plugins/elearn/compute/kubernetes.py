@@ -20,7 +20,6 @@ import bisect
 import hashlib
 import json
 import math
-import os
 import re
 import threading
 import time
@@ -28,55 +27,23 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
-import tenacity
-
 from elearn import config
 from elearn.compute.driver import GangDriver, LineSink
 from elearn.compute.gang import AttemptEnd, GangSpec
 from elearn.compute.k8s_manifests import (ATTEMPT_LABEL, CONTAINER_NAME, GANG_LABEL, GANG_RUN_LABEL,
                                           HANDLE_ANNOTATION, MANAGED_BY, build_gang)
 from elearn.compute.worker import ENV_OBJECT_STORE, ENV_RUN_PREFIX
-from elearn.errors import ConfigError, GangStopped, GangTimeout
+from elearn.errors import GangStopped, GangTimeout
+from elearn.kube import api_call, client_from_environment
 
 TAIL_LINES = 20
 POLL_S = 2.0
 REQUEST_TIMEOUT_S = 30.0
-TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
-API_ATTEMPTS = 6
 LOG_SKEW_S = 5  # the API server's clock may be ahead of ours: ask for a little more, drop what was seen
 PLACEMENT_LEASE = "elearn-builtin-placement"
 PLACEMENT_LEASE_S = 30
 # Non-secret configuration a worker reads itself; credentials come from the worker Secret (envFrom).
 WORKER_CONFIG_KEYS = ("object_store", "s3_endpoint_url", "s3_region")
-
-
-# ---------------------------------------------------------------------------------------------- API calls
-
-def _transient(exc: BaseException) -> bool:
-    from kubernetes.client.rest import ApiException
-    from urllib3.exceptions import HTTPError
-
-    if isinstance(exc, ApiException):
-        return exc.status in TRANSIENT_STATUS or exc.status == 0  # 0: the client's own connection error
-    return isinstance(exc, (HTTPError, ConnectionError, TimeoutError))
-
-
-class _RetryAfterOrBackoff(tenacity.wait.wait_base):
-    """Retry-After of a 429 when the server gives one, else exponential backoff (0.2 s … 10 s)."""
-
-    backoff = tenacity.wait_exponential(multiplier=0.2, min=0.2, max=10)
-
-    def __call__(self, retry_state):
-        exc = retry_state.outcome.exception() if retry_state.outcome else None
-        retry_after = ((getattr(exc, "headers", None) or {}).get("Retry-After")
-                       if getattr(exc, "status", None) == 429 else None)
-        if retry_after and str(retry_after).isdigit():
-            return min(float(retry_after), 30.0)
-        return self.backoff(retry_state)
-
-
-api_call = tenacity.retry(stop=tenacity.stop_after_attempt(API_ATTEMPTS), wait=_RetryAfterOrBackoff(),
-                          retry=tenacity.retry_if_exception(_transient), reraise=True)
 
 
 # ---------------------------------------------------------------------------------------------- handles
@@ -176,19 +143,8 @@ class KubernetesDriver(GangDriver):
     @property
     def api_client(self):
         if self._api_client is None:  # outside Airflow: the in-cluster account, else the kubeconfig
-            import kubernetes
-
-            cfg = kubernetes.client.Configuration()  # our own, not the process-wide default
-            try:
-                kubernetes.config.load_incluster_config(client_configuration=cfg)
-            except kubernetes.config.ConfigException:
-                try:  # the library reads $KUBECONFIG once at import; read it now
-                    kubernetes.config.load_kube_config(config_file=os.environ.get("KUBECONFIG"),
-                                                       client_configuration=cfg)
-                except (kubernetes.config.ConfigException, OSError) as e:
-                    raise ConfigError(f"the kubernetes driver found no cluster ({e}); set KUBECONFIG, run inside "
-                                      f"the cluster, or give the operator a kubernetes_conn_id") from e
-            self._api_client = kubernetes.client.ApiClient(cfg)
+            self._api_client = client_from_environment("the kubernetes driver",
+                                                       "give the operator a kubernetes_conn_id")
         return self._api_client
 
     @property

@@ -24,10 +24,19 @@ def version_name(model: str, version: int) -> str:
     return name
 
 
+def model_name(model: str) -> str:
+    """``flight_delay`` -> ``flight-delay``: the route's name and the versions' common prefix."""
+    return version_name(model, 0)[:-3]
+
+
+def model_labels(model: str) -> dict[str, str]:
+    """The labels every serving object of ``model`` carries (what finds them again)."""
+    return {"app.kubernetes.io/managed-by": "elearn", "elearn.io/model": model.lower().replace("_", "-")}
+
+
 def _labels(model: str, version: int) -> dict[str, str]:
-    return {"app.kubernetes.io/name": version_name(model, 0)[:-3], "app.kubernetes.io/managed-by": "elearn",
-            "app.kubernetes.io/component": "model-server", "elearn.io/model": model.lower().replace("_", "-"),
-            "elearn.io/version": str(version)}
+    return {"app.kubernetes.io/name": model_name(model), **model_labels(model),
+            "app.kubernetes.io/component": "model-server", "elearn.io/version": str(version)}
 
 
 def version_deployment(model: str, version: int, *, image: str, namespace: str, replicas: int = 2,
@@ -89,7 +98,7 @@ def traffic_route(model: str, *, namespace: str, gateway: str, stable: int, cana
     if gateway_namespace:
         parent["namespace"] = gateway_namespace
     route = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
-             "metadata": {"name": version_name(model, 0)[:-3], "namespace": namespace,
+             "metadata": {"name": model_name(model), "namespace": namespace,
                           "labels": {"app.kubernetes.io/managed-by": "elearn"}},
              "spec": {"parentRefs": [parent],
                       "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],

@@ -1,24 +1,25 @@
 """Releases: the registry's record of what should serve traffic, and the reconciling of it.
 
 A release is the desired state — stable version, canary version, canary weight, gates, state —
-kept in elearn's database. ``reconcile`` makes the world match it on this machine: a
-``bentoml serve`` daemon per version that gets traffic, and the nginx proxy's weights.
+kept in elearn's database. ``reconcile`` makes the world match it through the serving backend
+(``elearn.serving.backend``): on one machine a ``bentoml serve`` daemon per version that gets
+traffic and the nginx proxy's weights; on Kubernetes Deployments and a weighted HTTPRoute.
 Promotion moves the ``production`` alias and the weights together; a rollback restores both.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
 from sqlalchemy import select
 
 from elearn.db import session_scope
-from elearn.errors import Conflict, InvalidInput, NotFound
+from elearn.errors import ConfigError, Conflict, InvalidInput, NotFound
 from elearn.leases import now
+from elearn.serving.backend import ServingBackend
 from elearn.serving.dbmodels import SqlRelease
-from elearn.serving.gates import Decision, Gates, VersionStats, evaluate, stats_from_attempts
+from elearn.serving.gates import Decision, Gates, VersionStats, evaluate
 
 PRODUCTION = "production"
 
@@ -34,6 +35,13 @@ class Release:
     state: str  # RUNNING PROMOTED ROLLED_BACK
     started_at: datetime
     history: list
+
+    @property
+    def weights(self) -> dict[int, int]:
+        """Version -> percent of traffic the release asks for."""
+        if self.stable is None:
+            return {self.canary: 100}
+        return {self.stable: 100 - self.canary_weight, self.canary: self.canary_weight}
 
 
 def _entity(row: SqlRelease) -> Release:
@@ -170,67 +178,42 @@ def finish(release: Release, decision: Decision, *, by: str = "") -> Release:
     return finished
 
 
-def local_proxy(port: int | None = None):
-    """This machine's proxy (its files under ``$ELEARN_HOME/run/proxy``; port: config ``proxy_port``)."""
+def get_backend(name: str | None = None, *, proxy_port: int | None = None, api_client=None) -> ServingBackend:
+    """The backend the configuration names (``serving_backend``). ``proxy_port``: the local
+    proxy's port (default config ``proxy_port``); ``api_client``: a Kubernetes client (default
+    the in-cluster account, else ``$KUBECONFIG``)."""
     from elearn import config
-    from elearn.serving.daemons import run_dir
-    from elearn.serving.proxy import LocalProxy
 
-    return LocalProxy(run_dir() / "proxy", port or config.load().proxy_port)
+    name = name or config.load().serving_backend
+    if name == "local":
+        from elearn.serving.local import LocalServing
+
+        return LocalServing(proxy_port)
+    if name == "kubernetes":
+        from elearn.serving.kubernetes import KubernetesServing
+
+        return KubernetesServing(api_client)
+    raise ConfigError(f"serving backend {name!r} is not one of local, kubernetes")
 
 
-def desired_weights(release: Release) -> dict[int, int]:
-    """Version -> percent of traffic the release asks for."""
-    if release.stable is None:
-        return {release.canary: 100}
-    return {release.stable: 100 - release.canary_weight, release.canary: release.canary_weight}
-
-
-def reconcile(release: Release, proxy_port: int | None = None):
-    """Make this machine match ``release``: daemons for versions with traffic (others stopped),
-    nginx with the weights. Returns the proxy."""
-    from elearn.registry import get_store
-    from elearn.serving.daemons import BentoDaemon, run_dir
-
-    store = get_store()
-    weights = desired_weights(release)
-    backends = {}
-    for version, weight in weights.items():
-        daemon = BentoDaemon(release.model, version)
-        if weight > 0:
-            backends[daemon.start(store.get_version(release.model, version).bento_tag)] = weight
-    proxy = local_proxy(proxy_port)
-    proxy.apply(backends)
-    for version, weight in weights.items():
-        if weight == 0:
-            BentoDaemon(release.model, version).stop()
-    (run_dir() / f"release-{release.model}.json").write_text(json.dumps({"release": release.id,
-                                                                         "weights": weights}))
-    return proxy
+def reconcile(release: Release, proxy_port: int | None = None) -> str:
+    """Make the world match ``release`` through the configured serving backend (``serving_backend``):
+    the versions with traffic served with their weights, the model's others stopped. Returns where
+    callers reach the model."""
+    return get_backend(proxy_port=proxy_port).apply(release)
 
 
 def evaluate_release(release: Release, proxy_port: int | None = None) -> Decision:
-    """One evaluation of the live gates from the proxy's access log (the release's window)."""
-    from elearn.serving.daemons import BentoDaemon
-
+    """One evaluation of the live gates over what the backend measured in the release's window."""
     if release.state != "RUNNING":
         return Decision("wait", f"release {release.id} is {release.state}")
-    proxy = local_proxy(proxy_port)
-    # the addresses the proxy was given, also of a server that has died since
-    upstreams = {f"127.0.0.1:{recorded['port']}": version for version in (release.stable, release.canary)
-                 if (recorded := BentoDaemon(release.model, version).recorded())}
     since = max(release.started_at.timestamp(), now().timestamp() - release.gates.window_s)
-    attempts = proxy.access_log_reader(f"release-{release.id}").attempts_since(since)  # only what is new
-    stats = stats_from_attempts(attempts, upstreams, since)
+    stats = get_backend(proxy_port=proxy_port).stats(release, since)
     empty = VersionStats(0, 0, 0.0)
     elapsed = now().timestamp() - release.started_at.timestamp()
     return evaluate(release.gates, stats.get(release.stable, empty), stats.get(release.canary, empty), elapsed)
 
 
 def shutdown(model: str, proxy_port: int | None = None) -> None:
-    """Stop the proxy and every Bento daemon of ``model`` on this machine (the records stay)."""
-    from elearn.serving.daemons import BentoDaemon, run_dir
-
-    local_proxy(proxy_port).stop()
-    for state_file in run_dir().glob(f"bento-{model}-v*.json"):
-        BentoDaemon(model, int(state_file.stem.rsplit("-v", 1)[1])).stop()
+    """Stop serving ``model`` (the records stay)."""
+    get_backend(proxy_port=proxy_port).down(model)
