@@ -24,6 +24,12 @@ def version_name(model: str, version: int) -> str:
     return name
 
 
+def bento_image(bento_tag: str, registry: str = "") -> str:
+    """The image `bentoml containerize <bento tag>` builds, as pushed to ``registry`` (config
+    ``bento_image_registry``): ``registry.example/flight-delay:v3``; no registry: the bare tag."""
+    return f"{registry.rstrip('/')}/{bento_tag}" if registry else bento_tag
+
+
 def model_name(model: str) -> str:
     """``flight_delay`` -> ``flight-delay``: the route's name and the versions' common prefix."""
     return version_name(model, 0)[:-3]

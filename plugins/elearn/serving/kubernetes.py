@@ -53,17 +53,14 @@ class KubernetesServing(ServingBackend):
         return self._api_client
 
     # ------------------------------------------------------------------ what the release asks for
-    def image(self, bento_tag: str) -> str:
-        """The image `bentoml containerize` tags with the Bento's tag, where it was pushed."""
-        return f"{self.image_registry}/{bento_tag}" if self.image_registry else bento_tag
-
     def objects(self, release) -> list[dict]:
         """The Deployments and Services of the versions with traffic, and the route with the weights."""
         from elearn.registry import get_store
 
         store = get_store()
         serving = [v for v, weight in release.weights.items() if weight > 0]
-        images = {v: self.image(store.get_version(release.model, v).bento_tag or "") for v in serving}
+        images = {v: k8s_manifests.bento_image(store.get_version(release.model, v).bento_tag or "", self.image_registry)
+                  for v in serving}
         if len(serving) == 2:
             stable, canary, canary_weight = release.stable, release.canary, release.canary_weight
         else:
