@@ -37,6 +37,8 @@ system-deps-test: system-deps
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; }
 	@command -v chromium >/dev/null || { echo "installing chromium (the Airflow UI page tests; Playwright cannot download its own)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+	@command -v prometheus >/dev/null || { echo "installing Prometheus (the live-gate tests scrape real Bentos with it)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)

@@ -68,3 +68,10 @@ class GangTimeout(ElearnError):
 class QuotaExceeded(ElearnError):
     http_status = 429
     code = "quota_exceeded"
+
+
+class MetricsUnavailable(ElearnError):
+    """The metrics source (Prometheus) could not answer; the gates cannot decide now."""
+
+    http_status = 503
+    code = "metrics_unavailable"

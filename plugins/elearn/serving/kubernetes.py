@@ -89,10 +89,17 @@ class KubernetesServing(ServingBackend):
         return f"HTTPRoute {self.namespace}/{route} on Gateway {self.gateway}"
 
     def stats(self, release, since: float) -> dict:
-        from elearn.serving.prometheus import version_stats
+        """From Prometheus (``prometheus_url``), over the window from ``since`` to now."""
+        import time
 
-        return version_stats(release.model, [v for v in (release.stable, release.canary) if v is not None],
-                             since=since)
+        from elearn.serving.prometheus import configured
+
+        prometheus = configured()
+        if prometheus is None:
+            raise ConfigError("prometheus_url is empty: on Kubernetes the live gates read the Bentos' request "
+                              "metrics from Prometheus; set AIRFLOW__ELEARN__PROMETHEUS_URL (docs/serving.md)")
+        versions = [v for v in (release.stable, release.canary) if v is not None]
+        return prometheus.stats(release.model, versions, window_s=max(1.0, time.time() - since))
 
     def down(self, model: str) -> None:
         for kind in VERSIONED:
