@@ -18,6 +18,7 @@ from elearn.errors import Conflict, InvalidInput
 from elearn.leases import now
 from elearn.objectstore import ObjectStore
 from elearn.registry.entities import ModelVersion, VersionStatus
+from elearn.serving.bentos import bento_state, delete_bento
 
 log = logging.getLogger(__name__)
 REMOVABLE = (VersionStatus.READY.value, VersionStatus.FAILED.value)
@@ -47,38 +48,6 @@ class GcReport:
     run_folders_deleted: list[str] = field(default_factory=list)  # old training outputs (trials, checkpoints)
     run_folders_kept_live: list[str] = field(default_factory=list)  # a gang writing there has not ended
     bytes_freed: int = 0
-
-
-def _bentoml():
-    """The bentoml module, on elearn's Bento store (imported only when a Bento is involved)."""
-    import os
-
-    from elearn import config
-
-    os.environ.setdefault("BENTOML_HOME", str(config.load().bentoml_home))
-    import bentoml
-
-    return bentoml
-
-
-def delete_bento(tag: str) -> bool:
-    """Delete a Bento and its BentoML model from the local stores (BENTOML_HOME); False if absent."""
-    bentoml = _bentoml()
-
-    deleted = False
-    try:
-        bento = bentoml.get(tag)
-        model_tags = [str(m.tag) for m in bento.info.models]
-        bentoml.delete(tag)
-        deleted = True
-        for model_tag in model_tags:
-            try:
-                bentoml.models.delete(model_tag)
-            except bentoml.exceptions.NotFound:
-                pass
-    except bentoml.exceptions.NotFound:
-        pass
-    return deleted
 
 
 def remove_artifacts(store, objects: ObjectStore, mv: ModelVersion, status: str) -> int:
@@ -204,24 +173,9 @@ def verify_version(store, objects: ObjectStore, model_name: str, version: int, c
         if on_file:
             on_file(rel, size)
     if check_bento and mv.bento_tag:
-        report.bento = _bento_state(mv.bento_tag)
+        report.bento = bento_state(mv.bento_tag)
     report.seconds = time.perf_counter() - started
     return report
-
-
-def _bento_state(tag: str) -> str:
-    bentoml = _bentoml()
-
-    try:
-        bento = bentoml.get(tag)
-    except bentoml.exceptions.NotFound:
-        return f"Bento {tag} is missing from the Bento store"
-    for m in bento.info.models:
-        try:
-            bentoml.models.get(m.tag)
-        except bentoml.exceptions.NotFound:
-            return f"BentoML model {m.tag} of Bento {tag} is missing"
-    return "ok"
 
 
 def verify_pinned(store, objects: ObjectStore) -> list[VerifyReport]:

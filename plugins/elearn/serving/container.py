@@ -58,7 +58,7 @@ def container_build(model_name: str, version: int, dockerfile: Path | None = Non
 
     ``NotFound`` if there is no such version; ``Conflict`` if it has no Bento in this machine's store."""
     from elearn.registry import get_store
-    from elearn.serving.package import bento_env, bento_exists
+    from elearn.serving.bentos import bento_env, bento_exists
 
     cfg = config.load()
     mv = get_store().get_version(model_name, version)

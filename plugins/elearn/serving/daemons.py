@@ -78,7 +78,7 @@ class BentoDaemon:
     def start(self, bento_tag: str, ready_timeout_s: float = 180.0) -> str:
         """Serve ``bento_tag`` (if not already serving); its ``host:port``."""
         from elearn.compute.local import free_ports
-        from elearn.serving.package import bento_env
+        from elearn.serving.bentos import bento_env
 
         if self.state():
             return self.address

@@ -17,7 +17,7 @@ import httpx
 from elearn.compute.local import free_ports
 from elearn.errors import ElearnError
 from elearn.serving.daemons import kill_tree
-from elearn.serving.package import bento_env
+from elearn.serving.bentos import bento_env
 
 
 class BentoServer:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -18,28 +17,11 @@ import tempfile
 import textwrap
 from pathlib import Path
 
-from elearn import config
 from elearn.errors import Conflict, ElearnError, InvalidInput
+from elearn.serving.bentos import bento_env, bento_exists, model_tag
 
 SERVICES = {"flight_delay": ("bento_services.flight_delay", "FlightDelay")}
 RESULT_PREFIX = "ELEARN_RESULT: "
-
-
-def bento_env() -> dict[str, str]:
-    env = {**os.environ, "BENTOML_HOME": str(config.load().bentoml_home), "BENTOML_DO_NOT_TRACK": "True"}
-    # the venv's bin first: `bentoml`, `uv` and the interpreter must be this venv's
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    return env
-
-
-def model_tag(model_name: str, version: int) -> str:
-    return f"{model_name}:v{version}"
-
-
-def bento_exists(bento_tag: str) -> bool:
-    """Whether the Bento is in this machine's store (``$BENTOML_HOME/bentos/<name>/<version>``)."""
-    name, _, version = bento_tag.partition(":")
-    return (config.load().bentoml_home / "bentos" / name / version / "bento.yaml").is_file()
 
 
 def package_version(model_name: str, version: int, service: str = "flight_delay", on_line=print,

@@ -41,7 +41,7 @@ def held_out_months(mv) -> str:
 def score(model_name: str, versions: list[int], datastore: str, snapshot_id: int, test_months: str,
           on_line=print) -> dict:
     """``{"rows": n, "auc": {version: auc}}`` on one snapshot's held-out rows, in a child process."""
-    from elearn.serving.package import bento_env
+    from elearn.serving.bentos import bento_env
 
     cmd = [sys.executable, "-m", "elearn.serving.quality", "--model", model_name, "--datastore", datastore,
            "--snapshot-id", str(snapshot_id), "--test-months", test_months, "--versions", *map(str, versions)]
