@@ -4,6 +4,10 @@ Built per model version by ``elearn.serving.package`` with ``--arg model_tag=<na
 the tag is stored in the Bento, so ``bentoml serve <bento>`` loads exactly that version.
 Every derivation and normalisation comes from ``elearn.features.flights`` (shipped inside
 the Bento), with the feature spec and lookup tables stored in the BentoML model.
+
+Besides ``POST /predict`` it answers the Open Inference Protocol (KServe v2): REST under
+``/v2`` and gRPC on ``ELEARN_SERVE_GRPC_PORT`` (``bento_services.oip``), through the same
+validation and the same prediction path (``FlightDelay.answer``).
 """
 
 from __future__ import annotations
@@ -19,8 +23,11 @@ import numpy as np
 import pandas as pd
 from bentoml.exceptions import BentoMLException
 from bentoml.validators import ContentType
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, model_validator
 
+from bento_services.oip.grpc_server import start_grpc
+from bento_services.oip.model import ServedModel
+from bento_services.oip.rest import rest_app
 from elearn.features.flights import FeatureSpec, Lookups
 from elearn.features.predict import compiled_predictor
 
@@ -38,6 +45,8 @@ TF_THREADS = int(os.environ.get("ELEARN_SERVE_TF_THREADS", "1"))  # TensorFlow t
 # What one request may carry; more is answered 413 before it is parsed (bytes) or predicted (flights)
 MAX_RECORDS = int(os.environ.get("ELEARN_SERVE_MAX_RECORDS") or 10_000)
 MAX_BODY_BYTES = int(os.environ.get("ELEARN_SERVE_MAX_BODY_BYTES") or MAX_RECORDS * 2048)  # ~2 KiB a flight
+# The Open Inference Protocol over gRPC: unset = the HTTP port + 1 (3001 beside 3000), a number, or 0 = off
+GRPC_PORT = os.environ.get("ELEARN_SERVE_GRPC_PORT")
 
 
 class RequestTooLarge(BentoMLException):
@@ -127,6 +136,7 @@ class Flight(BaseModel):
 
 
 Flights = Annotated[list[Flight], BeforeValidator(_at_most_max_records)]  # the limit before any record
+FLIGHTS = TypeAdapter(Flights)  # /predict's validation, for the protocol's tensors
 
 
 class Prediction(BaseModel):
@@ -139,6 +149,7 @@ class Prediction(BaseModel):
     model_version: int
 
 
+@bentoml.asgi_app(rest_app(lambda: bentoml.get_current_service().oip), path="/v2")
 @bentoml.service(workers=WORKERS, traffic={"timeout": 60})
 class FlightDelay:
     model_ref = bentoml.models.BentoModel(args.model_tag)
@@ -159,6 +170,20 @@ class FlightDelay:
         labels = self.model_ref.info.labels
         self.model_name = labels.get("registry_model", self.model_ref.tag.name)
         self.model_version = int(labels.get("registry_version", "0"))
+        self.oip = ServedModel(self.model_name, self.model_version, record=Flight, prediction=Prediction,
+                               validate=FLIGHTS.validate_python, predict=self.answer, records="flights",
+                               echoed=("flight_id",), as_parameters=("model", "model_version"))
+        self.grpc = None
+
+    @bentoml.on_startup
+    async def serve_grpc(self) -> None:
+        """In every worker, on its event loop (see ``bento_services.oip.grpc_server`` for why)."""
+        self.grpc = await start_grpc(self.oip, GRPC_PORT, MAX_BODY_BYTES)
+
+    @bentoml.on_shutdown
+    async def stop_grpc(self) -> None:
+        if self.grpc is not None:
+            await self.grpc.stop(grace=5)
 
     def _predict(self, records: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
         enriched, sources = self.lookups.enrich(records)
@@ -171,6 +196,10 @@ class FlightDelay:
         At most ``MAX_RECORDS`` flights a request (more: 413, as is a body over ``MAX_BODY_BYTES``).
         (The declared content type spares BentoML from deriving it from the JSON schema of the
         answer on every response: a tenth of the server's time at 200 requests/s.)"""
+        return self.answer(flights)
+
+    def answer(self, flights: list[Flight]) -> list[Prediction]:
+        """The one prediction path: ``/predict`` and both forms of the Open Inference Protocol."""
         if not flights:
             return []
         frame = pd.DataFrame([f.model_dump() for f in flights])

@@ -253,7 +253,8 @@ def test_serving_rbac_patches_only_the_serving_objects_in_their_namespace(chart)
     role = serving_role(objects)
     assert role["metadata"]["namespace"] == "models"
     assert {(g, r) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]} == {
-        ("apps", "deployments"), ("", "services"), ("gateway.networking.k8s.io", "httproutes")}
+        ("apps", "deployments"), ("", "services"), ("gateway.networking.k8s.io", "httproutes"),
+        ("gateway.networking.k8s.io", "grpcroutes")}
     for rule in role["rules"]:
         assert not (FORBIDDEN_VERBS - {"patch"}) & set(rule["verbs"]), rule
     assert serving_role(chart.render(values={"rbac": {"create": False}})) is None

@@ -2,13 +2,13 @@
 
 import pytest
 
-from elearn.serving.k8s_manifests import traffic_route, version_deployment, version_service
+from elearn.serving.k8s_manifests import ROUTE_PORTS, traffic_route, version_deployment, version_service
 from tests.helm.conftest import HelmError, by_kind
 
 
 def keyed(objects: list[dict]) -> dict[tuple[str, str], dict]:
     return {(o["kind"], o["metadata"]["name"]): o for o in objects
-            if o["kind"] in ("Deployment", "Service", "HTTPRoute") and o["metadata"]["namespace"] == "models"}
+            if o["kind"] in ("Deployment", "Service", "HTTPRoute", "GRPCRoute") and o["metadata"]["namespace"] == "models"}
 
 
 def test_release_objects_equal_elearns_own(chart):
@@ -18,13 +18,14 @@ def test_release_objects_equal_elearns_own(chart):
     for v in (3, 4):
         expected += [version_deployment("flight_delay", v, image=images[v], namespace="models"),
                      version_service("flight_delay", v, namespace="models")]
-    expected.append(traffic_route("flight_delay", namespace="models", gateway="public", gateway_namespace="gateways",
-                                  stable=3, canary=4, canary_weight=10))
+    expected += [traffic_route("flight_delay", namespace="models", gateway="public", gateway_namespace="gateways",
+                               stable=3, canary=4, canary_weight=10, kind=kind) for kind in ROUTE_PORTS]
     expected += [version_deployment("churn", 12, image="registry.example/churn:v12", namespace="models", replicas=3,
                                     cpu="3500m", memory="4Gi"),
                  version_service("churn", 12, namespace="models"),
-                 traffic_route("churn", namespace="models", gateway="public", gateway_namespace="gateways",
-                               stable=12, canary=None, canary_weight=0, hostname="churn.example.com")]
+                 *[traffic_route("churn", namespace="models", gateway="public", gateway_namespace="gateways",
+                                 stable=12, canary=None, canary_weight=0, hostname="churn.example.com", kind=kind)
+                   for kind in ROUTE_PORTS]]
     assert rendered == keyed(expected)
     weights = [(b["name"], b["weight"]) for b in rendered["HTTPRoute", "flight-delay"]["spec"]["rules"][0]["backendRefs"]]
     assert weights == [("flight-delay-v3", 90), ("flight-delay-v4", 10)]

@@ -116,3 +116,25 @@ def test_non_finite_weather_is_refused_never_imputed_and_reported_as_the_request
     # "request" only when the caller sent every field; the rest came from the origin's record
     assert [a["weather_source"] for a in answer] == ["request+history", "history", "request"]
     assert all(math.isfinite(a["p_delayed"]) and 0 <= a["p_delayed"] <= 1 for a in answer)
+
+
+def test_the_bento_carries_every_module_its_service_imports(bento):
+    """A Bento runs where elearn is not installed (its image): the service, the feature code and
+    the Open Inference Protocol code are in its own folder, and imported from there."""
+    import subprocess
+    import sys
+
+    from elearn import config
+
+    name, version = bento.bento_tag.split(":")
+    src = config.load().bentoml_home / "bentos" / name / version / "src"
+    assert {"flight_delay.py", "elearn/features/flights.py", "bento_services/oip/grpc_server.py",
+            "bento_services/oip/grpc_predict_v2_pb2.py"} <= {str(p.relative_to(src)) for p in src.rglob("*.py")}
+    code = ("import flight_delay, elearn.features.flights as f, bento_services.oip.grpc_server as g; "
+            "print(f.__file__); print(g.__file__)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=src, capture_output=True, text=True, timeout=120,
+                         env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert all(line.startswith(str(src)) for line in out.stdout.split()), out.stdout
+    requirements = (src.parent / "env" / "python" / "requirements.txt").read_text()
+    assert "grpcio==" in requirements and "protobuf==" in requirements

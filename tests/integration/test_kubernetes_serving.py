@@ -50,23 +50,26 @@ def versions(elearn_home, monkeypatch):
 
 
 def served(kube) -> dict:
-    """What the cluster holds for the model: Deployment and Service names, and the route's weights."""
+    """What the cluster holds for the model: Deployment and Service names, and the route's weights
+    (the gRPC route's must be the same)."""
     live = kube.live()
     out = {kind: sorted(name for path, ns, name in live if path == f"{group}" and ns == NS)
            for kind, group in (("Deployment", "apps/v1/deployments"), ("Service", "v1/services"))}
-    routes = [name for path, ns, name in live if path == "gateway.networking.k8s.io/v1/httproutes"]
-    out["route"] = None
-    if routes:
-        route = next(o for (r, ns, name), o in kube.emu.objects.items() if name == "m" and not o.deleted
-                     and r.plural == "httproutes")
-        out["route"] = [(b["name"], b["weight"]) for b in route.raw["spec"]["rules"][0]["backendRefs"]]
+    weights = {}
+    for plural in ("httproutes", "grpcroutes"):
+        routes = [o for (r, ns, name), o in kube.emu.objects.items() if name == "m" and not o.deleted
+                  and r.plural == plural]
+        weights[plural] = [(b["name"], b["weight"]) for b in routes[0].raw["spec"]["rules"][0]["backendRefs"]] \
+            if routes else None
+    assert weights["httproutes"] == weights["grpcroutes"], weights
+    out["route"] = weights["httproutes"]
     return out
 
 
 def test_a_release_sequence_applies_and_deletes_the_objects_it_should(cluster, versions, capsys):
     kube, wire = cluster
     assert main(["release", "start", "m", "2", "--weight", "10"]) == 0
-    assert "serving through HTTPRoute models/m on Gateway gateways/public" in capsys.readouterr().out
+    assert "serving through HTTPRoute and GRPCRoute models/m on Gateway gateways/public" in capsys.readouterr().out
     assert served(kube) == {"Deployment": ["m-v1", "m-v2"], "Service": ["m-v1", "m-v2"],
                             "route": [("m-v1", 90), ("m-v2", 10)]}
     assert {tuple(sorted(q.items())) for _, q in wire.applied} == {(("fieldManager", "elearn"), ("force", "true"))}
@@ -95,9 +98,10 @@ def test_every_object_sent_validates_against_the_real_schemas(cluster, versions,
     kube, wire = cluster
     reconcile(start_release("m", 3, weight=40, by="test"))
     sent = [o.raw for (r, ns, name), o in kube.emu.objects.items() if not o.deleted]
-    assert sorted(o["kind"] for o in sent) == ["Deployment", "Deployment", "HTTPRoute", "Service", "Service"]
+    assert sorted(o["kind"] for o in sent) == ["Deployment", "Deployment", "GRPCRoute", "HTTPRoute", "Service",
+                                               "Service"]
     for obj in sent:
-        if obj["kind"] == "HTTPRoute":
+        if obj["kind"] in ("HTTPRoute", "GRPCRoute"):
             validate_custom_resource(obj)
             assert obj["spec"]["parentRefs"] == [{"name": "public", "namespace": "gateways"}]
         else:

@@ -14,12 +14,20 @@ IMAGES = {3: "registry.example/flight-delay:v3", 4: "registry.example/flight-del
 def test_release_objects_validate_against_the_real_schemas(version):
     objects = release_objects("flight_delay", stable=3, canary=4, canary_weight=10, images=IMAGES,
                               namespace="models", gateway="public")
-    assert [o["kind"] for o in objects] == ["Deployment", "Service", "Deployment", "Service", "HTTPRoute"]
-    for obj in objects[:-1]:
+    assert [o["kind"] for o in objects] == ["Deployment", "Service", "Deployment", "Service", "HTTPRoute",
+                                            "GRPCRoute"]
+    for obj in objects[:-2]:
         kubernetes_validate.validate(obj, version, strict=True)
-    validate_custom_resource(objects[-1])
-    backends = objects[-1]["spec"]["rules"][0]["backendRefs"]
-    assert [(b["name"], b["weight"]) for b in backends] == [("flight-delay-v3", 90), ("flight-delay-v4", 10)]
+    for route in objects[-2:]:
+        validate_custom_resource(route)
+    backends = objects[-2]["spec"]["rules"][0]["backendRefs"]
+    assert [(b["name"], b["port"], b["weight"]) for b in backends] == [("flight-delay-v3", 80, 90),
+                                                                       ("flight-delay-v4", 80, 10)]
+    grpc = objects[-1]["spec"]["rules"][0]["backendRefs"]
+    assert [(b["name"], b["port"], b["weight"]) for b in grpc] == [("flight-delay-v3", 3001, 90),
+                                                                   ("flight-delay-v4", 3001, 10)]
+    ports = {p["name"]: p["port"] for p in objects[1]["spec"]["ports"]}
+    assert ports == {"http": 80, "grpc": 3001}
     services = {o["metadata"]["name"] for o in objects if o["kind"] == "Service"}
     assert {b["name"] for b in backends} == services
 

@@ -13,6 +13,7 @@ import re
 from elearn.errors import InvalidInput
 
 PORT = 3000  # what `bentoml serve` listens on
+GRPC_PORT = 3001  # the Bento's Open Inference Protocol over gRPC (ELEARN_SERVE_GRPC_PORT)
 NAME_RE = re.compile(r"^[a-z]([-a-z0-9]{0,50}[a-z0-9])?$")
 
 
@@ -61,8 +62,9 @@ def version_deployment(model: str, version: int, *, image: str, namespace: str, 
     workers = max(1, int(parse_quantity(cpu)))
     container = {
         "name": "bento", "image": image, "args": ["serve"],
-        "env": [{"name": "ELEARN_SERVE_WORKERS", "value": str(workers)}],
-        "ports": [{"name": "http", "containerPort": PORT}],
+        "env": [{"name": "ELEARN_SERVE_WORKERS", "value": str(workers)},
+                {"name": "ELEARN_SERVE_GRPC_PORT", "value": str(GRPC_PORT)}],
+        "ports": [{"name": "http", "containerPort": PORT}, {"name": "grpc", "containerPort": GRPC_PORT}],
         "resources": {"requests": {"cpu": cpu, "memory": memory}, "limits": {"cpu": cpu, "memory": memory}},
         "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5},
         "livenessProbe": {"httpGet": {"path": "/livez", "port": "http"}, "periodSeconds": 10,
@@ -86,37 +88,51 @@ def version_service(model: str, version: int, *, namespace: str) -> dict:
     name, labels = version_name(model, version), _labels(model, version)
     return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": namespace, "labels": labels},
             "spec": {"selector": {"elearn.io/model": labels["elearn.io/model"], "elearn.io/version": str(version)},
-                     "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}}
+                     "ports": [{"name": "http", "port": 80, "targetPort": "http"},
+                               {"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc",
+                                "appProtocol": "kubernetes.io/h2c"}]}}
 
 
 def traffic_route(model: str, *, namespace: str, gateway: str, stable: int, canary: int | None,
-                  canary_weight: int, hostname: str | None = None, gateway_namespace: str | None = None) -> dict:
-    """The HTTPRoute splitting traffic: ``100 - canary_weight`` % to ``stable``, ``canary_weight`` %
-    to ``canary`` (weights are relative integers in the Gateway API; 0 keeps a backend idle)."""
+                  canary_weight: int, hostname: str | None = None, gateway_namespace: str | None = None,
+                  kind: str = "HTTPRoute") -> dict:
+    """The route splitting traffic: ``100 - canary_weight`` % to ``stable``, ``canary_weight`` %
+    to ``canary`` (weights are relative integers in the Gateway API; 0 keeps a backend idle).
+    ``kind``: ``HTTPRoute`` (port 80 of each version's Service) or ``GRPCRoute`` (its gRPC port:
+    the Open Inference Protocol), split alike."""
     if canary is not None and not 0 <= canary_weight <= 100:
         raise InvalidInput(f"canary weight {canary_weight} must be between 0 and 100 (percent)")
     if canary is not None and canary == stable:
         raise InvalidInput(f"the canary must be another version than the stable one (v{stable})")
-    backends = [{"name": version_name(model, stable), "port": 80, "weight": 100 - (canary_weight if canary else 0)}]
+    if kind not in ROUTE_PORTS:
+        raise InvalidInput(f"a route is one of {', '.join(ROUTE_PORTS)}, not {kind!r}")
+    port = ROUTE_PORTS[kind]
+    backends = [{"name": version_name(model, stable), "port": port,
+                 "weight": 100 - (canary_weight if canary else 0)}]
     if canary is not None:
-        backends.append({"name": version_name(model, canary), "port": 80, "weight": canary_weight})
+        backends.append({"name": version_name(model, canary), "port": port, "weight": canary_weight})
     parent = {"name": gateway}
     if gateway_namespace:
         parent["namespace"] = gateway_namespace
-    route = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+    rule = {"backendRefs": backends}
+    if kind == "HTTPRoute":
+        rule = {"matches": [{"path": {"type": "PathPrefix", "value": "/"}}], **rule}
+    route = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": kind,
              "metadata": {"name": model_name(model), "namespace": namespace,
                           "labels": {"app.kubernetes.io/managed-by": "elearn"}},
-             "spec": {"parentRefs": [parent],
-                      "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
-                                 "backendRefs": backends}]}}
+             "spec": {"parentRefs": [parent], "rules": [rule]}}
     if hostname:
         route["spec"]["hostnames"] = [hostname]
     return route
 
 
+ROUTE_PORTS = {"HTTPRoute": 80, "GRPCRoute": GRPC_PORT}  # the Service port each kind of route sends to
+
+
 def release_objects(model: str, *, stable: int, canary: int | None, canary_weight: int, images: dict[int, str],
                     namespace: str, gateway: str, replicas: int = 2) -> list[dict]:
-    """Everything a release needs on the cluster: both versions' Deployments and Services, then the route."""
+    """Everything a release needs on the cluster: both versions' Deployments and Services, then the
+    routes (HTTP, and gRPC for the Open Inference Protocol)."""
     versions = [stable] + ([canary] if canary is not None else [])
     missing = [v for v in versions if not images.get(v)]
     if missing:
@@ -126,4 +142,4 @@ def release_objects(model: str, *, stable: int, canary: int | None, canary_weigh
         objects += [version_deployment(model, v, image=images[v], namespace=namespace, replicas=replicas),
                     version_service(model, v, namespace=namespace)]
     return objects + [traffic_route(model, namespace=namespace, gateway=gateway, stable=stable, canary=canary,
-                                    canary_weight=canary_weight)]
+                                    canary_weight=canary_weight, kind=kind) for kind in ROUTE_PORTS]

@@ -18,8 +18,9 @@ FIELD_MANAGER = "elearn"
 REQUEST_TIMEOUT_S = 30.0
 # kind -> (API path prefix, resource plural); what this backend creates and deletes
 RESOURCES = {"Deployment": ("apis/apps/v1", "deployments"), "Service": ("api/v1", "services"),
-             "HTTPRoute": ("apis/gateway.networking.k8s.io/v1", "httproutes")}
-VERSIONED = ("Deployment", "Service")  # one per served version; the route is one per model
+             "HTTPRoute": ("apis/gateway.networking.k8s.io/v1", "httproutes"),
+             "GRPCRoute": ("apis/gateway.networking.k8s.io/v1", "grpcroutes")}
+VERSIONED = ("Deployment", "Service")  # one per served version; the routes are one per model
 
 
 def gateway_ref(value: str) -> tuple[str, str | None]:
@@ -54,7 +55,7 @@ class KubernetesServing(ServingBackend):
 
     # ------------------------------------------------------------------ what the release asks for
     def objects(self, release) -> list[dict]:
-        """The Deployments and Services of the versions with traffic, and the route with the weights."""
+        """The Deployments and Services of the versions with traffic, and the routes (HTTP, gRPC) with the weights."""
         from elearn.registry import get_store
 
         store = get_store()
@@ -73,20 +74,21 @@ class KubernetesServing(ServingBackend):
                         k8s_manifests.version_service(release.model, v, namespace=self.namespace)]
         return objects + [k8s_manifests.traffic_route(release.model, namespace=self.namespace, gateway=name,
                                                       gateway_namespace=gateway_namespace, stable=stable,
-                                                      canary=canary, canary_weight=canary_weight)]
+                                                      canary=canary, canary_weight=canary_weight, kind=kind)
+                          for kind in k8s_manifests.ROUTE_PORTS]
 
     # ------------------------------------------------------------------ the backend
     def apply(self, release) -> str:
         wanted = self.objects(release)
-        for obj in wanted:  # Deployments and Services first: the route never points at nothing
+        for obj in wanted:  # Deployments and Services first: the routes never point at nothing
             self._apply(obj)
         keep = {(o["kind"], o["metadata"]["name"]) for o in wanted}
         for kind in VERSIONED:
             for name in self._names(kind, release.model):
                 if (kind, name) not in keep:
                     self._delete(kind, name)
-        route = wanted[-1]["metadata"]["name"]
-        return f"HTTPRoute {self.namespace}/{route} on Gateway {self.gateway}"
+        route = k8s_manifests.model_name(release.model)
+        return f"HTTPRoute and GRPCRoute {self.namespace}/{route} on Gateway {self.gateway}"
 
     def stats(self, release, since: float) -> dict:
         """From Prometheus (``prometheus_url``), over the window from ``since`` to now."""
@@ -105,7 +107,8 @@ class KubernetesServing(ServingBackend):
         for kind in VERSIONED:
             for name in self._names(kind, model):
                 self._delete(kind, name)
-        self._delete("HTTPRoute", k8s_manifests.model_name(model))
+        for kind in k8s_manifests.ROUTE_PORTS:
+            self._delete(kind, k8s_manifests.model_name(model))
 
     # ------------------------------------------------------------------ API calls
     def _path(self, kind: str, name: str | None = None) -> str:

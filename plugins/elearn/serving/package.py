@@ -103,7 +103,14 @@ def _build_context(module: str, folder: Path, tag: str, mv) -> None:
     features_dir = Path(elearn.features.__file__).parent
     for src in features_dir.glob("*.py"):
         shutil.copy(src, pkg / "features" / src.name)
-    requirements = _pinned(["keras", "tensorflow", "pandas", "numpy", "pyarrow", "pydantic"])
+    protocol = service_file.parent / "oip"  # the Open Inference Protocol (gRPC, /v2) every Bento also answers
+    if protocol.is_dir():
+        (folder / "bento_services" / "oip").mkdir(parents=True)
+        (folder / "bento_services" / "__init__.py").write_text("")
+        for src in protocol.glob("*.py"):
+            if src.name != "regenerate.py":  # a developer's tool, not the service's
+                shutil.copy(src, folder / "bento_services" / "oip" / src.name)
+    requirements = _pinned(["keras", "tensorflow", "pandas", "numpy", "pyarrow", "pydantic", "grpcio", "protobuf"])
     (folder / "requirements.txt").write_text("\n".join(requirements) + "\n")
     (folder / "bentofile.yaml").write_text(textwrap.dedent(f"""\
         service: "{service_file.stem}:{SERVICES_BY_MODULE[module]}"
@@ -115,6 +122,7 @@ def _build_context(module: str, folder: Path, tag: str, mv) -> None:
         include:
           - "*.py"
           - "elearn/**/*.py"
+          - "bento_services/**/*.py"
         python:
           requirements_txt: requirements.txt
           lock_packages: false
