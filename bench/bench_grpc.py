@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
     home, mv = prepare(a.home, a.version)
-    from elearn.serving.local_serve import BentoServer
+    from elearn.serving.process import BentoProcess
     from elearn.serving.package import package_version
 
     tag = package_version(mv.model_name, mv.version, on_line=lambda line: None) if a.rebuild else mv.bento_tag
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{mv.model_name} v{mv.version} ({tag}); {len(single)} held-out flights, one per request", flush=True)
 
     runs: dict[str, list[dict]] = {"http": [], "grpc": [], "rest": []}
-    with BentoServer(tag, log_path=home / "bench-grpc.log") as server:
+    with BentoProcess(tag, log_path=home / "bench-grpc.log") as server:
         from bento_services.oip import client
 
         address = f"127.0.0.1:{server.port + 1}"

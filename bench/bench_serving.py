@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
 
     home, mv = prepare(a.home, a.version)
     from elearn.compute.local import free_ports
-    from elearn.serving.local_serve import BentoServer
+    from elearn.serving.process import BentoProcess
     from elearn.serving.proxy import LocalProxy
 
     records = held_out_records(mv, 4000)
@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
                ("no batching, 2 workers", {"ELEARN_SERVE_WORKERS": "2", "ELEARN_SERVE_BATCHING": "false"}),
                ("adaptive batching, 1 worker", {"ELEARN_SERVE_WORKERS": "1"})]
     for i, (label, env) in enumerate(configs):
-        with BentoServer(mv.bento_tag, env=env, log_path=home / f"bench-serve-{i}.log") as server:
+        with BentoProcess(mv.bento_tag, env=env, log_path=home / f"bench-serve-{i}.log") as server:
             url = server.url + "/predict"
             without_gc(open_loop)(url, records, a.rate, 3.0)  # warm-up: connections, the batcher's model
             runs = [without_gc(open_loop)(url, records, a.rate, a.seconds) for _ in range(a.repeats)]

@@ -27,7 +27,7 @@ def cmd_serve(a) -> int:
         if a.version not in (None, a.version_number) or a.dag_run_id:
             raise ElearnError("give the version once: `elearn serve 3` or `elearn serve --version 3`")
         a.version = a.version_number
-    from elearn.serving.local_serve import BentoServer
+    from elearn.serving.process import BentoProcess
 
     store = get_store()
     if a.dag_run_id:
@@ -41,7 +41,7 @@ def cmd_serve(a) -> int:
         mv = store.get_by_alias(a.model, a.alias)
     if not mv.bento_tag:
         raise ElearnError(f"{mv.model_name} v{mv.version} has no Bento yet; run the package task for it")
-    with BentoServer(mv.bento_tag, port=a.port) as server:
+    with BentoProcess(mv.bento_tag, port=a.port) as server:
         print(f"serving {mv.bento_tag} ({mv.model_name} v{mv.version}) at {server.url}", flush=True)
         if a.once:
             from elearn.demo import sample_request

@@ -111,7 +111,7 @@ def sample_request(lineage, test_months: str) -> dict:
 
 def main(conf: dict) -> int:
     from elearn.registry import get_store
-    from elearn.serving.local_serve import BentoServer
+    from elearn.serving.process import BentoProcess
 
     home = config.elearn_home()
     (home / "logs").mkdir(parents=True, exist_ok=True)
@@ -129,7 +129,7 @@ def main(conf: dict) -> int:
     request = sample_request(lin, mv.params.get("test_months", "11-12"))
     actual = request.pop("actually_delayed")
     t0 = time.monotonic()
-    with BentoServer(mv.bento_tag, log_path=home / "logs" / f"serve-{stamp}.log") as server:
+    with BentoProcess(mv.bento_tag, log_path=home / "logs" / f"serve-{stamp}.log") as server:
         ready_s = time.monotonic() - t0
         answer = server.predict([request])[0]
     serve_seconds = time.monotonic() - t0

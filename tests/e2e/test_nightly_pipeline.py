@@ -117,7 +117,7 @@ def test_served_answers_equal_the_offline_model(pipeline):
     import httpx
 
     from elearn.features.flights import REQUIRED_FIELDS
-    from elearn.serving.local_serve import BentoServer
+    from elearn.serving.process import BentoProcess
 
     mv = version(1)
     held_out, p = offline_predictions(mv, TEST_MONTHS)
@@ -125,7 +125,7 @@ def test_served_answers_equal_the_offline_model(pipeline):
     records = [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()}
                for r in sample[["flight_id", *REQUIRED_FIELDS]].to_dict("records")]
     expected = dict(zip(held_out["flight_id"], p))
-    with BentoServer(mv.bento_tag) as server:
+    with BentoProcess(mv.bento_tag) as server:
         answers = []
         for i in range(0, len(records), 250):
             answers += server.predict(records[i:i + 250])
@@ -281,7 +281,7 @@ def test_canary_releases_a_broken_one_is_rolled_back_a_good_one_promoted(pipelin
     from elearn.compute.local import free_ports
     from elearn.demo import sample_request
     from elearn.registry import get_store
-    from elearn.serving.daemons import BentoDaemon
+    from elearn.serving.process import BentoDaemon
     from elearn.serving.gates import Gates
     from elearn.serving.package import package_version
     from elearn.serving.releases import current_release, evaluate_release, finish, reconcile, shutdown, start_release

@@ -42,7 +42,7 @@ def tiny_version(folder) -> int:
 
 @pytest.fixture(scope="module")
 def bento(tmp_path_factory):
-    from elearn.serving.local_serve import BentoServer
+    from elearn.serving.process import BentoProcess
     from elearn.serving.package import package_version
 
     home = tmp_path_factory.mktemp("bento") / "elearn"
@@ -53,7 +53,7 @@ def bento(tmp_path_factory):
             env.setenv(key, value)
         version = tiny_version(tmp_path_factory.mktemp("model"))
         tag = package_version("flight_delay", version, on_line=lambda line: None)
-        with BentoServer(tag, env=LIMITS, log_path=home / "bento.log") as server:
+        with BentoProcess(tag, env=LIMITS, log_path=home / "bento.log") as server:
             yield server
 
 

@@ -190,12 +190,12 @@ def test_every_worker_serves_grpc_on_the_same_port_and_no_other_server_may(bento
     import psutil
 
     from bento_services.oip.grpc_server import foreign_listener
-    from elearn.serving.local_serve import BentoServer
+    from elearn.serving.process import BentoProcess
 
     flights = nyc_flights(20, weather=False)
     expected = [p["p_delayed"] for p in post(bento, {"flights": flights}).json()]
     env = {**LIMITS, "ELEARN_SERVE_WORKERS": "2"}
-    with BentoServer(bento.bento_tag, env=env, log_path=bento.log_path.with_name("two-workers.log")) as two:
+    with BentoProcess(bento.bento_tag, env=env, log_path=bento.log_path.with_name("two-workers.log")) as two:
         port, deadline, listeners = two.port + 1, time.monotonic() + 120, []
         while len(listeners) < 2 and time.monotonic() < deadline:  # /readyz answers once one worker is up
             time.sleep(0.5)

@@ -61,19 +61,9 @@ def publish_versions(folder: Path) -> list[int]:
     return versions
 
 
-def own_bentoml_home(shared: Path, folder: Path) -> Path:
-    """A BENTOML_HOME sharing ``shared``'s Bento and model stores. BentoML keeps what /metrics
-    reports in ``$BENTOML_HOME/prometheus_multiproc_dir`` and empties that folder when a server
-    starts: two servers on one home would lose, then mix, each other's counters."""
-    folder.mkdir(parents=True)
-    for store in ("bentos", "models"):
-        (folder / store).symlink_to(shared / store, target_is_directory=True)
-    return folder
-
-
 def serve_together(stack: contextlib.ExitStack, servers: dict) -> dict:
-    """Start every ``BentoServer`` at once (each start is ~8 s, mostly TensorFlow's import; started
-    together they overlap). BentoServer turns SIGTERM into an exception, which only the main thread
+    """Start every ``BentoProcess`` at once (each start is ~8 s, mostly TensorFlow's import; started
+    together they overlap). BentoProcess turns SIGTERM into an exception, which only the main thread
     may set: set here, the starts in threads leave it be, and it is put back on exit."""
     previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     stack.callback(signal.signal, signal.SIGTERM, previous)
@@ -90,8 +80,7 @@ def serve_together(stack: contextlib.ExitStack, servers: dict) -> dict:
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
     """version -> its `bentoml serve` on 127.0.0.1, one process each."""
-    from elearn import config
-    from elearn.serving.local_serve import BentoServer
+    from elearn.serving.process import BentoProcess
     from elearn.serving.package import package_version
 
     home = tmp_path_factory.mktemp("prometheus-gates") / "elearn"
@@ -103,11 +92,9 @@ def fleet(tmp_path_factory):
         with ThreadPoolExecutor(2) as pool:  # a build is a child process: two at a time on two cores
             tags = dict(zip(versions, pool.map(lambda v: package_version(MODEL, v, on_line=lambda line: None),
                                                versions)))
-        shared = config.load().bentoml_home
-        servers = {v: BentoServer(tags[v], log_path=home / f"bento-v{v}.log",
-                                  env={"ELEARN_SERVE_WORKERS": "1", **SERVE_ENV[v],
-                                       "BENTOML_HOME": str(own_bentoml_home(shared, home / f"bentoml-v{v}"))})
-                   for v in versions}
+        # each server has a BentoML home of its own (BentoProcess), so their /metrics stay apart
+        servers = {v: BentoProcess(tags[v], log_path=home / f"bento-v{v}.log",
+                                   env={"ELEARN_SERVE_WORKERS": "1", **SERVE_ENV[v]}) for v in versions}
         with contextlib.ExitStack() as stack:
             yield serve_together(stack, servers)
 

@@ -17,7 +17,7 @@ print("ok")
 
 @pytest.mark.parametrize("module", ["training_jobs.train_flights", "elearn.features.flights", "elearn.compute.worker",
                                     "elearn.cli", "elearn.demo", "elearn.registry", "elearn.datastores",
-                                    "elearn.serving.package", "elearn.serving.local_serve"])
+                                    "elearn.serving.package", "elearn.serving.process"])
 def test_imports_without_airflow(module):
     out = subprocess.run([sys.executable, "-c", CODE.format(module=module)], capture_output=True, text=True,
                          cwd=REPO, timeout=120)

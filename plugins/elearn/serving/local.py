@@ -18,14 +18,14 @@ class LocalServing(ServingBackend):
     def proxy(self):
         """This machine's proxy (its files under ``$ELEARN_HOME/run/proxy``; port: config ``proxy_port``)."""
         from elearn import config
-        from elearn.serving.daemons import run_dir
+        from elearn.serving.process import run_dir
         from elearn.serving.proxy import LocalProxy
 
         return LocalProxy(run_dir() / "proxy", self.proxy_port or config.load().proxy_port)
 
     def apply(self, release) -> str:
         from elearn.registry import get_store
-        from elearn.serving.daemons import BentoDaemon, run_dir
+        from elearn.serving.process import BentoDaemon, run_dir
 
         store = get_store()
         weights = release.weights
@@ -44,7 +44,7 @@ class LocalServing(ServingBackend):
         return f"nginx at {proxy.url}"
 
     def stats(self, release, since: float) -> dict:
-        from elearn.serving.daemons import BentoDaemon
+        from elearn.serving.process import BentoDaemon
         from elearn.serving.gates import stats_from_attempts
 
         # the addresses the proxy was given, also of a server that has died since
@@ -54,7 +54,7 @@ class LocalServing(ServingBackend):
         return stats_from_attempts(attempts, upstreams, since)
 
     def down(self, model: str) -> None:
-        from elearn.serving.daemons import BentoDaemon, run_dir
+        from elearn.serving.process import BentoDaemon, run_dir
 
         self.proxy.stop()
         for state_file in run_dir().glob(f"bento-{model}-v*.json"):
