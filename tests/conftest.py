@@ -82,15 +82,12 @@ def s3_home(elearn_home, moto_endpoint, monkeypatch, request):
 @pytest.fixture(scope="session")
 def postgres_server():
     """A throwaway PostgreSQL cluster on 127.0.0.1 (Debian's server binaries), for the session."""
-    from tests.postgres import postgres_cluster
+    from tests.postgres import INITDB, postgres_cluster
+    from tests.tools import require_tool
 
-    try:
-        cluster = postgres_cluster()
-        url = cluster.__enter__()
-    except RuntimeError as e:
-        pytest.fail(str(e))
-    yield url
-    cluster.__exit__(None, None, None)
+    require_tool("PostgreSQL", INITDB)
+    with postgres_cluster() as url:
+        yield url
 
 
 @pytest.fixture

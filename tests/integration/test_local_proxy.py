@@ -9,7 +9,8 @@ import pytest
 
 from elearn.compute.local import free_ports
 from elearn.serving.gates import stats_from_access_log, stats_from_attempts
-from elearn.serving.proxy import LocalProxy, nginx_binary
+from elearn.serving.proxy import LocalProxy
+from tests.tools import NGINX, require_tool
 
 
 class Version(http.server.BaseHTTPRequestHandler):
@@ -34,10 +35,7 @@ def serve(version, status=200):
 
 @pytest.fixture
 def proxy(tmp_path):
-    try:
-        nginx_binary()
-    except Exception as e:
-        pytest.fail(str(e))
+    require_tool("nginx", *NGINX)
     p = LocalProxy(tmp_path / "proxy", free_ports(1)[0])
     yield p
     p.stop()
