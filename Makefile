@@ -16,12 +16,13 @@ export PATH := $(BIN):$(PATH)
 PYTEST_ARGS ?=
 ALONE_ARGS ?=
 
-.PHONY: venv demo test test-heavy test-alone up clean system-deps system-deps-test help
+.PHONY: venv demo test test-heavy test-alone notebook up clean system-deps system-deps-test help
 
 help:
 	@echo "make demo   - run the nightly retraining DAG once (real Airflow, Spark, TensorFlow, BentoML) and serve it"
 	@echo "make test   - run the test suite"
 	@echo "make test-alone - run a sample of the tests each in its own pytest (every test must pass alone)"
+	@echo "make notebook - start a JupyterLab on 127.0.0.1 with elearn and the datastores at hand"
 	@echo "make up     - start airflow standalone (UI on http://127.0.0.1:8080) with the elearn DAGs and plugin"
 	@echo "make clean  - delete ELEARN_HOME ($(ELEARN_HOME)): databases, object store, Bentos, Airflow state"
 
@@ -64,6 +65,10 @@ test-heavy: venv system-deps-test
 # e.g. ALONE_ARGS="--seed 7", "--all-of tests/e2e/test_nightly_pipeline.py" or node ids; see tests/run_alone.py
 test-alone: venv system-deps-test
 	$(BIN)/python tests/run_alone.py $(ALONE_ARGS)
+
+# a JupyterLab on 127.0.0.1 (its URL, with the token, is printed); Ctrl-C stops it
+notebook: venv
+	$(BIN)/elearn notebook start $(NOTEBOOK) --wait
 
 up: venv system-deps
 	$(BIN)/airflow db migrate >/dev/null

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 
-from elearn.errors import ElearnError
+from elearn.errors import ElearnError, NotFound
 
 
 def _print_json(obj) -> None:
@@ -54,6 +55,49 @@ def cmd_serve(a) -> int:
             server.proc.wait()
         except KeyboardInterrupt:
             pass
+    return 0
+
+
+def cmd_notebook_start(a) -> int:
+    from elearn import notebooks
+
+    nb = notebooks.start(a.name, gpus=a.gpus, team=a.team, owner=a.by or _user(), idle_timeout_s=a.idle_timeout_s,
+                         port=a.port)
+    gpus = f", GPUs {','.join(map(str, nb.gpus))}" if nb.gpus else ""
+    print(f"notebook {nb.name} (team {nb.team}{gpus}) at {nb.open_url}")
+    print(f"stops after {a.idle_timeout_s} s idle, or with `elearn notebook stop {nb.name}`")
+    if a.wait:
+        try:
+            while notebooks.get_notebook(nb.name):
+                time.sleep(2)
+        except NotFound:
+            print(f"notebook {nb.name} ended")
+        except KeyboardInterrupt:
+            notebooks.stop(nb.name)
+            print(f"stopped notebook {nb.name}")
+    return 0
+
+
+def cmd_notebook_ls(a) -> int:
+    from elearn import notebooks
+
+    running = notebooks.list_notebooks()
+    if a.json:
+        _print_json([n.public() for n in running])
+        return 0
+    for n in running:
+        print(f"{n.name:<16}{n.team:<12}{','.join(map(str, n.gpus)) or '-':<8}{n.owner:<12}{n.started_at[:19]}  "
+              f"{n.url}")
+    if not running:
+        print("no notebook is running; start one with `elearn notebook start`")
+    return 0
+
+
+def cmd_notebook_stop(a) -> int:
+    from elearn import notebooks
+
+    notebooks.stop(a.name)
+    print(f"stopped notebook {a.name}; what it held is free again")
     return 0
 
 
@@ -561,6 +605,24 @@ def build_parser() -> argparse.ArgumentParser:
     sshow.add_argument("name")
     sshow.add_argument("--json", action="store_true")
     sshow.set_defaults(func=cmd_study_show)
+
+    nb = sub.add_parser("notebook", help="JupyterLab notebooks on this machine").add_subparsers(dest="sub",
+                                                                                              required=True)
+    nbs = nb.add_parser("start", help="start a notebook (datastores by name; GPUs from the same pool as gangs)")
+    nbs.add_argument("name", nargs="?", help="default: nb-<random>")
+    nbs.add_argument("--gpus", type=int, default=0)
+    nbs.add_argument("--team", default="default", help="whose quota its GPUs and CPU count against")
+    nbs.add_argument("--idle-timeout-s", type=int, default=3600, help="stop it after this long without activity")
+    nbs.add_argument("--port", type=int)
+    nbs.add_argument("--wait", action="store_true", help="stay until it ends (Ctrl-C stops it)")
+    nbs.add_argument("--by", help="who (default: $USER)")
+    nbs.set_defaults(func=cmd_notebook_start)
+    nbl = nb.add_parser("ls", help="running notebooks")
+    nbl.add_argument("--json", action="store_true")
+    nbl.set_defaults(func=cmd_notebook_ls)
+    nbk = nb.add_parser("stop", help="stop a notebook and free what it held")
+    nbk.add_argument("name")
+    nbk.set_defaults(func=cmd_notebook_stop)
 
     g = sub.add_parser("gang", help="gang runs").add_subparsers(dest="sub", required=True)
     gls = g.add_parser("ls", help="recent gang runs: state, restarts, GPU and CPU seconds")

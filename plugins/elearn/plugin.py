@@ -5,7 +5,8 @@ from airflow.plugins_manager import AirflowPlugin
 from elearn.api.app import create_app
 
 PAGES = [("Datastores", "datastores"), ("Models", "models"), ("Studies", "studies"), ("Runs", "runs"),
-         ("Releases", "releases")]
+         ("Releases", "releases"),
+         ("Notebooks", "notebooks"), ("GPU usage", "usage")]
 
 
 class ElearnPlugin(AirflowPlugin):

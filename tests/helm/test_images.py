@@ -28,7 +28,8 @@ from tests.conftest import REPO
 from tests.helm.conftest import CHART
 
 IMAGES = REPO / "images"
-DOCKERFILES = {"airflow": IMAGES / "airflow" / "Dockerfile", "training-worker": IMAGES / "training-worker" / "Dockerfile"}
+DOCKERFILES = {"airflow": IMAGES / "airflow" / "Dockerfile", "training-worker": IMAGES / "training-worker" / "Dockerfile",
+               "notebook": IMAGES / "notebook" / "Dockerfile"}  # the notebook image's own checks: test_notebook_image.py
 WORKER_REQUIREMENTS = IMAGES / "training-worker" / "requirements.txt"
 LOCK = REPO / "requirements.lock"
 AIRFLOW_UID = 50000  # the airflow user of the apache/airflow images

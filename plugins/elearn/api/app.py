@@ -38,7 +38,7 @@ def _field(loc) -> str:
 
 
 def create_app() -> FastAPI:
-    from elearn.api import pages, v1
+    from elearn.api import notebooks, pages, usage, v1
 
     app = FastAPI(title="elearn", version=elearn.__version__, dependencies=[Depends(authorize)],
                   docs_url=None, redoc_url=None, openapi_url=None,
@@ -78,6 +78,8 @@ def create_app() -> FastAPI:
         return {"status": "ok", "version": elearn.__version__}
 
     app.include_router(v1.router, prefix=API_PREFIX)
+    app.include_router(notebooks.api, prefix=API_PREFIX)
+    app.include_router(usage.api, prefix=API_PREFIX)
 
     @app.get(f"{API_PREFIX}/openapi.json", tags=["meta"], summary="this API's OpenAPI document",
              include_in_schema=False)
@@ -85,4 +87,6 @@ def create_app() -> FastAPI:
         return app.openapi()
 
     app.include_router(pages.router, prefix="/ui")
+    app.include_router(notebooks.ui, prefix="/ui")
+    app.include_router(usage.ui, prefix="/ui")
     return app

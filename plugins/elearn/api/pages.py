@@ -3,6 +3,10 @@
 Rendered on the server from the same functions as the REST API (``elearn.api.v1``), so a page
 shows exactly what the API answers. The browser's Airflow session cookie signs them in; a
 visitor without one is sent to Airflow's login page (``elearn.api.app``).
+
+A user who may change things sees controls (save, release, promote, roll back, reproduce): each
+calls the REST API from the page with the page's CSRF token (``elearn.api.auth``), asks first
+where it moves production, and then shows the page again with the API's answer or error.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from elearn.api import v1
+from elearn.api.auth import csrf_token, may_change
 
 router = APIRouter(include_in_schema=False)
 _templates = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
@@ -24,9 +29,25 @@ _templates = Environment(loader=FileSystemLoader(Path(__file__).parent / "templa
 def _render(request: Request, name: str, section: str, **context) -> HTMLResponse:
     root = request.scope.get("root_path", "")  # "/elearn" when Airflow mounts the app
     airflow = root.rsplit("/elearn", 1)[0] if root.endswith("/elearn") else ""
+    user = request.state.elearn_user
     page = _templates.get_template(name).render(ui=f"{root}/ui", api=f"{root}/api/v1", airflow=airflow,
-                                                section=section, **context)
+                                                section=section, can_change=may_change(user),
+                                                csrf_token=csrf_token(user), **context)
     return HTMLResponse(page)
+
+
+def _production(store, models) -> dict[str, int | None]:
+    """Each model's production version (None: none yet, so a release start makes one)."""
+    from elearn.errors import NotFound
+    from elearn.serving.releases import PRODUCTION
+
+    out = {}
+    for model in models:
+        try:
+            out[model] = store.get_by_alias(model, PRODUCTION).version
+        except NotFound:
+            out[model] = None
+    return out
 
 
 @router.get("", response_class=HTMLResponse)
@@ -57,14 +78,19 @@ def datastore(request: Request, name: v1.DATASTORE):
 def models(request: Request):
     from elearn.registry import get_store
 
-    return _render(request, "models.html", "models", versions=get_store().list_versions(limit=500))
+    store = get_store()
+    versions = store.list_versions(limit=500)
+    return _render(request, "models.html", "models", versions=versions,
+                   production=_production(store, {v.model_name for v in versions}))
 
 
 @router.get("/models/{model}/{version}", response_class=HTMLResponse)
 def version(request: Request, model: v1.MODEL, version: v1.VERSION):
     from elearn.registry import get_store
 
-    return _render(request, "version.html", "models", v=get_store().get_version(model, version))
+    store = get_store()
+    return _render(request, "version.html", "models", v=store.get_version(model, version),
+                   production=_production(store, [model]))
 
 
 @router.get("/studies", response_class=HTMLResponse)

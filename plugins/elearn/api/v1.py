@@ -2,23 +2,29 @@
 
 Each route calls the same function the CLI calls; errors come out as ``{"code", "message"}``
 with the status of the ``ElearnError`` (``elearn.api.app``). Reads need a signed-in Airflow
-user, changes a user who may edit DAGs (``elearn.api.auth``).
+user, changes a user who may edit DAGs, and a change signed in by the UI's cookie the page's
+CSRF token (``elearn.api.auth``).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Path, Query, Request
+from fastapi import APIRouter, Body, HTTPException, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from elearn.api.auth import user_name
 
+log = logging.getLogger(__name__)
 router = APIRouter()
+REPRODUCE_DAG = "reproduce_model"  # dags/reproduce_model.py
+MODEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"
 
-MODEL = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$", description="registered model name",
+MODEL = Annotated[str, Path(pattern=MODEL_PATTERN, description="registered model name",
                             examples=["flight_delay"])]
 VERSION = Annotated[int, Path(ge=1, le=2**31 - 1, examples=[1])]
 DATASTORE = Annotated[str, Path(pattern=r"^[a-z][a-z0-9_]{0,127}$", description="datastore name",
@@ -137,6 +143,57 @@ def verify_version(model: MODEL, version: VERSION) -> dict:
     return _json(report) | {"healthy": report.healthy}
 
 
+class ReproduceBody(BaseModel):
+    force: bool = Field(default=False, description="retrain even if the training code changed since")
+
+
+@router.post("/models/{model}/versions/{version}/reproduce", tags=["models"],
+             summary=f"retrain a version from its lineage: triggers the {REPRODUCE_DAG} DAG as the caller")
+async def reproduce_version(model: MODEL, version: VERSION, request: Request,
+                            body: ReproduceBody | None = None) -> dict:
+    """Airflow's own ``POST /api/v2/dags/reproduce_model/dagRuns``, called in this process with
+    the caller's token: Airflow checks the caller may run the DAG, validates its params, records
+    who triggered it and writes its audit log, exactly as for a run triggered in its UI."""
+    import httpx
+    from airflow.api_fastapi.main import app as airflow_app
+
+    from elearn.registry import get_store
+
+    await run_in_threadpool(get_store().get_version, model, version)  # 404 before anything is triggered
+    conf = {"model_name": model, "version": version, "force": (body or ReproduceBody()).force}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=airflow_app), base_url="http://airflow") as client:
+        r = await client.post(f"{airflow_app.root_path}/api/v2/dags/{REPRODUCE_DAG}/dagRuns",
+                              headers={"Authorization": f"Bearer {request.state.elearn_token}"},
+                              json={"logical_date": None, "conf": conf,
+                                    "note": f"reproduce {model} v{version} (elearn, {_by(request)})"})
+    if r.status_code >= 300:
+        raise _airflow_refused(r, f"trigger {REPRODUCE_DAG} for {model} v{version}")
+    run = r.json()
+    return {"model": model, "version": version, "dag_id": run["dag_id"], "dag_run_id": run["dag_run_id"],
+            "state": run["state"], "conf": run["conf"], "triggering_user_name": run.get("triggering_user_name")}
+
+
+def _airflow_refused(r, what: str) -> Exception:
+    from elearn.errors import Conflict, ElearnError, InvalidInput, NotFound
+
+    try:
+        detail = r.json().get("detail", r.text)
+    except ValueError:
+        detail = r.text
+    if isinstance(detail, list):  # a validation error: the first one
+        detail = detail[0].get("msg", str(detail[0])) if detail and isinstance(detail[0], dict) else str(detail)
+    message = f"Airflow refused to {what}: {detail}"
+    if r.status_code in (401, 403):
+        return HTTPException(403, message)
+    if r.status_code == 404:
+        return NotFound(f"{message} (Airflow's DAG processor must have parsed dags/{REPRODUCE_DAG}.py)")
+    if r.status_code == 409:
+        return Conflict(message)
+    if r.status_code < 500:
+        return InvalidInput(message)
+    return ElearnError(f"{message} (HTTP {r.status_code})")
+
+
 @router.get("/models/{model}/aliases", tags=["models"], summary="aliases and their history")
 def get_aliases(model: MODEL) -> dict:
     from elearn.registry import get_store
@@ -225,16 +282,59 @@ def get_run(run_id: RUN_ID) -> dict:
 
 # ---------------------------------------------------------------- releases
 
+def _release(release) -> dict:
+    return _json(release) | {"weights": {str(v): w for v, w in release.weights.items()}}
+
+
 @router.get("/releases", tags=["releases"], summary="releases (canary), newest first")
 def list_releases(limit: LIMIT = 100) -> list[dict]:
     from elearn.serving.releases import list_releases as releases
 
-    return [_json(r) | {"weights": {str(v): w for v, w in r.weights.items()}} for r in releases(limit=limit)]
+    return [_release(r) for r in releases(limit=limit)]
 
 
 @router.get("/releases/{model}", tags=["releases"], summary="the current release of a model")
 def get_release(model: MODEL) -> dict:
     from elearn.serving.releases import current_release
 
-    release = current_release(model)
-    return _json(release) | {"weights": {str(v): w for v, w in release.weights.items()}}
+    return _release(current_release(model))
+
+
+class StartReleaseBody(BaseModel):
+    model: str = Field(pattern=MODEL_PATTERN, examples=["flight_delay"])
+    version: int = Field(ge=1, le=2**31 - 1, examples=[2])
+    weight: int = Field(default=10, strict=True,
+                        description="percent of the traffic for the canary, 1 to 99 (stable keeps the rest); "
+                                    "with no production version yet it takes all of it")
+    force: bool = Field(default=False, description="release a version that is not saved")
+
+
+@router.post("/releases", tags=["releases"],
+             summary="start a release: the version beside production with a weight (production at once if none)")
+def start_release(request: Request, body: Annotated[StartReleaseBody, Body()]) -> dict:
+    """As ``elearn release start``: the quality gate against production, then the serving
+    backend made to match the release. The answer is the release and where it serves."""
+    from elearn.serving.releases import reconcile, start_release as start
+
+    release = start(body.model, body.version, weight=body.weight, by=_by(request), force=body.force, on_line=log.info)
+    return _release(release) | {"serving": reconcile(release)}
+
+
+def _end_release(model: str, action: str, request: Request) -> dict:
+    from elearn.serving.gates import Decision
+    from elearn.serving.releases import current_release, finish, reconcile
+
+    release = finish(current_release(model), Decision(action, f"by hand ({_by(request)})"), by=_by(request))
+    return _release(release) | {"serving": reconcile(release)}
+
+
+@router.post("/releases/{model}/promote", tags=["releases"],
+             summary="promote the running release: production and all traffic to its canary")
+def promote_release(model: MODEL, request: Request) -> dict:
+    return _end_release(model, "promote", request)
+
+
+@router.post("/releases/{model}/rollback", tags=["releases"],
+             summary="roll back the running release: all traffic to stable, production stays")
+def rollback_release(model: MODEL, request: Request) -> dict:
+    return _end_release(model, "rollback", request)

@@ -111,6 +111,13 @@ def live_prefixes() -> list[str]:
         return list(s.scalars(select(SqlGangRun.run_prefix).where(SqlGangRun.state.not_in(ENDED))))
 
 
+def set_owner(run_id: int, owner: str, lease_expires_at) -> None:
+    """Hand the run to another holder (``host:pid``), e.g. the server process a notebook run is."""
+    with session_scope() as s:
+        s.execute(update(SqlGangRun).where(SqlGangRun.id == run_id)
+                  .values(owner=owner, lease_expires_at=lease_expires_at))
+
+
 def renew_lease(run_id: int) -> None:
     with session_scope() as s:
         s.execute(update(SqlGangRun).where(SqlGangRun.id == run_id)

@@ -17,16 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from elearn.errors import GangTimeout, InvalidInput
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+from elearn.leases import pid_alive
 
 
 class SlotPool:
@@ -44,7 +35,7 @@ class SlotPool:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 data = json.loads(self.path.read_text()) if self.path.exists() else {}
-                data = {k: v for k, v in data.items() if _alive(v["pid"])}
+                data = {k: v for k, v in data.items() if pid_alive(v["pid"])}
                 yield data
                 tmp = self.path.with_suffix(".tmp")
                 tmp.write_text(json.dumps(data))
@@ -91,6 +82,12 @@ class SlotPool:
                 raise GangTimeout(f"gang {key} waited {timeout_s:.0f}s: {why}; retry later or raise the "
                                   f"schedule timeout")
             time.sleep(poll_s)
+
+    def transfer(self, key: str, pid: int) -> None:
+        """Make process ``pid`` the holder of ``key``'s reservation: it is dropped when that process ends."""
+        with self._locked() as data:
+            if key in data:
+                data[key]["pid"] = pid
 
     def release(self, key: str) -> None:
         with self._locked() as data:

@@ -7,7 +7,7 @@ table, a ``tf.data.Dataset`` or the metadata location that Spark/DuckDB/Trino op
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 
 import pyarrow as pa
 from pyiceberg.catalog import Catalog
@@ -73,6 +73,36 @@ def read_arrow(name: str, snapshot_id: int | None = None, as_of: datetime | None
     if row_filter:
         scan_kwargs["row_filter"] = row_filter
     return table.scan(**scan_kwargs).to_arrow()
+
+
+_READS: list[dict] = []  # what this process read through ``read``
+
+
+def read(name: str, snapshot_id: int | None = None, *, as_of: datetime | None = None, as_: str = "pandas",
+         columns: tuple[str, ...] = ("*",), row_filter: str | None = None, label: str | None = None,
+         batch_size: int = 1024, catalog: Catalog | None = None):
+    """A datastore by name, as ``as_`` = ``pandas`` (a DataFrame), ``arrow`` (a table) or ``tf``
+    (a ``tf.data.Dataset``, see ``to_tf_dataset``), at its current snapshot or the one given (by id
+    or time). The snapshot read is recorded (``reads()``), so a notebook's result can name its data."""
+    if as_ not in ("pandas", "arrow", "tf"):
+        raise InvalidInput(f"as_={as_!r}: read a datastore as pandas, arrow or tf")
+    ref = resolve(name, snapshot_id, as_of, catalog=catalog)
+    if as_ == "tf":
+        data = to_tf_dataset(name, ref.snapshot_id, label=label, columns=columns, batch_size=batch_size,
+                             catalog=catalog)
+        rows = None
+    else:
+        data = read_arrow(name, ref.snapshot_id, columns=columns, row_filter=row_filter, catalog=catalog)
+        rows = data.num_rows
+        data = data.to_pandas() if as_ == "pandas" else data
+    _READS.append({"datastore": name, "snapshot_id": ref.snapshot_id, "rows": rows, "as": as_,
+                   "row_filter": row_filter, "at": datetime.now(timezone.utc).isoformat()})
+    return data
+
+
+def reads() -> list[dict]:
+    """What this process read through ``read``: datastore, snapshot id, rows, when (oldest first)."""
+    return [dict(r) for r in _READS]
 
 
 def to_tf_dataset(name: str, snapshot_id: int | None = None, *, as_of: datetime | None = None,
