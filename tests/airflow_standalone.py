@@ -83,7 +83,10 @@ def trigger(url: str, dag_id: str, conf: dict | None = None) -> str:
 def wait_for_run(url: str, dag_id: str, timeout: float = 240) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        runs = httpx.get(f"{url}/api/v2/dags/{dag_id}/dagRuns", timeout=10).json().get("dag_runs", [])
+        try:
+            runs = httpx.get(f"{url}/api/v2/dags/{dag_id}/dagRuns", timeout=10).json().get("dag_runs", [])
+        except httpx.TimeoutException:  # the API server is busy (the run's own tasks share its cores)
+            continue
         done = [r for r in runs if r["state"] in ("success", "failed")]
         if done:
             return done[0]
