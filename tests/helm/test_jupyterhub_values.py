@@ -1,7 +1,7 @@
 """Notebooks on Kubernetes: the values elearn's chart gives the official JupyterHub chart.
 
 elearn's chart renders them into the ConfigMap ``<release>-jupyterhub-values``; these tests feed
-them to the real JupyterHub chart (``../shared/charts/jupyterhub``, zero-to-jupyterhub) under the
+them to the real JupyterHub chart (``tests/charts/jupyterhub``, zero-to-jupyterhub, copied from ../shared) under the
 real helm — ``helm lint --strict`` and ``helm template``, both checked against that chart's
 ``values.schema.json`` — validate every object it renders for Kubernetes, and read the KubeSpawner
 configuration back from the hub's Secret (``values.yaml``, what its ``jupyterhub_config.py`` loads):
@@ -25,7 +25,7 @@ from tests.conftest import REPO
 from tests.helm.conftest import NAMESPACE, NEWEST, OLDEST, by_kind, one
 from tests.helm.test_chart import airflow_values_of
 
-JUPYTERHUB = REPO.parent / "shared" / "charts" / "jupyterhub"
+JUPYTERHUB = REPO / "tests" / "charts" / "jupyterhub"
 VALUES_CONFIGMAP = "elearn-jupyterhub-values"
 TEAM_LABEL = "elearn.io/team"
 PASSWORD, SECRET_KEY = "hunter2", "s3cr3t-key"
@@ -56,7 +56,7 @@ def jupyterhub_chart_file(name: str) -> dict:
 
 @pytest.fixture(scope="module")
 def jupyterhub() -> Path:
-    """The official JupyterHub chart, beside the repository in shared/ (CI lays it there)."""
+    """The official JupyterHub chart, kept in tests/charts (tests/charts/README.md)."""
     if not (JUPYTERHUB / "Chart.yaml").is_file():
         why = f"the official JupyterHub chart is not at {JUPYTERHUB}"
         if os.environ.get("CI"):

@@ -21,7 +21,7 @@ from tests.helm.conftest import CHART
 from tests.helm.test_images import DOCKERFILES, copies, instructions, lock_pins
 
 DOCKERFILE = DOCKERFILES["notebook"]
-JUPYTERHUB_CHART = REPO.parent / "shared" / "charts" / "jupyterhub"
+JUPYTERHUB_CHART = REPO / "tests" / "charts" / "jupyterhub"
 
 
 def runs() -> str:
