@@ -73,16 +73,11 @@ class Notebook:
 
 
 def _dir() -> Path:
-    path = config.elearn_home() / "run" / "notebooks"
-    path.mkdir(parents=True, exist_ok=True)
+    from elearn.serving.process import run_dir
+
+    path = run_dir() / "notebooks"
+    path.mkdir(exist_ok=True)
     return path
-
-
-def _slots():
-    from elearn.compute.local import local_gpus
-    from elearn.compute.slots import SlotPool
-
-    return SlotPool(config.elearn_home() / "slots" / "local.json", config.load().local_slots, gpus=local_gpus())
 
 
 def _record(name: str) -> Path:
@@ -99,8 +94,9 @@ def _load(path: Path) -> Notebook | None:
 def _close(notebook: Notebook, state: str, why: str | None = None) -> None:
     """Give back what it held: its GPUs, its run (ended), its record."""
     from elearn.compute import runs
+    from elearn.compute.local import host_pool
 
-    _slots().release(f"notebook:{notebook.name}")
+    host_pool().release(f"notebook:{notebook.name}")
     try:
         if runs.get_run(notebook.run_id).state not in runs.ENDED:
             runs.finish(notebook.run_id, state, why)
@@ -138,7 +134,7 @@ def start(name: str | None = None, *, gpus: int = 0, team: str = "default", owne
     quota is used up."""
     from elearn.compute import quota, runs
     from elearn.compute.gang import GangSpec, Resources
-    from elearn.compute.local import free_ports
+    from elearn.compute.local import free_ports, host_pool
 
     name = name or f"nb-{secrets.token_hex(3)}"
     if not NAME_RE.fullmatch(name):
@@ -153,7 +149,7 @@ def start(name: str | None = None, *, gpus: int = 0, team: str = "default", owne
                        f"(elearn notebook stop {name})")
     root = Path(root_dir or config.elearn_home() / "notebooks")
     root.mkdir(parents=True, exist_ok=True)
-    slots, key = _slots(), f"notebook:{name}"
+    slots, key = host_pool(), f"notebook:{name}"
     held, why = slots.try_acquire(key, 0, gpus)
     if held is None:
         raise Conflict(f"notebook {name!r} needs {gpus} GPU(s): {why}; stop a notebook or wait for a gang to end")

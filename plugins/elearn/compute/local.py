@@ -48,6 +48,11 @@ def free_ports(n: int) -> list[int]:
     return ports
 
 
+def host_pool() -> SlotPool:
+    """This host's slots and GPUs, as every holder books them: gangs of the local driver and notebooks."""
+    return SlotPool(config.elearn_home() / "slots" / "local.json", int(config.get("local_slots")), gpus=local_gpus())
+
+
 def local_gpus() -> int:
     """GPUs this host lends to gangs: ``local_gpus`` from the configuration, or what nvidia-smi lists."""
     raw = config.get("local_gpus").strip().lower()
@@ -108,8 +113,7 @@ class LocalDriver(GangDriver):
     name = "local"
 
     def __init__(self, slots: SlotPool | None = None):
-        self.slots = slots or SlotPool(config.elearn_home() / "slots" / "local.json", int(config.get("local_slots")),
-                                       gpus=local_gpus())
+        self.slots = slots or host_pool()
         self._attempts: list[LocalAttempt] = []
         self._lock = threading.Lock()
         self._stopped = False

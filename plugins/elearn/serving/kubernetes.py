@@ -43,7 +43,7 @@ class KubernetesServing(ServingBackend):
         self._api_client = api_client
         self.namespace = namespace or cfg.serving_namespace
         self.gateway = gateway if gateway is not None else cfg.serving_gateway
-        self.image_registry = (image_registry if image_registry is not None else cfg.bento_image_registry).rstrip("/")
+        self.image_registry = image_registry if image_registry is not None else cfg.bento_image_registry
         self.replicas = replicas or cfg.serving_replicas
 
     @property
