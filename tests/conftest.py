@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -22,6 +23,18 @@ def elearn_env(home: Path) -> dict[str, str]:
         "BENTOML_DO_NOT_TRACK": "True", "PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
     })
     return env
+
+
+@contextlib.contextmanager
+def home_environment(home: Path):
+    """The process configured for ``home`` (as ``elearn_home`` does) for a module-scoped fixture:
+    no AIRFLOW__ELEARN__* of the caller's, elearn's variables for ``home``; undone on leaving."""
+    with pytest.MonkeyPatch.context() as env:
+        for key in [k for k in os.environ if k.startswith("AIRFLOW__ELEARN__")]:
+            env.delenv(key)
+        for key, value in elearn_env(home).items():
+            env.setenv(key, value)
+        yield
 
 
 @pytest.fixture

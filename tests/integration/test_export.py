@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from elearn.cli import main
-from tests.conftest import elearn_env
+from tests.conftest import home_environment
 from tests.helm.conftest import hadolint  # noqa: F401  (the session fixture: hadolint from its pinned wheel)
 from tests.helm.test_images import copies
 from tests.integration.test_flight_delay_bento import tiny_version
@@ -75,11 +75,7 @@ def packaged(tmp_path_factory):
     from elearn.serving.package import package_version
 
     home = tmp_path_factory.mktemp("export") / "elearn"
-    with pytest.MonkeyPatch.context() as env:
-        for key in [k for k in os.environ if k.startswith("AIRFLOW__ELEARN__")]:
-            env.delenv(key)
-        for key, value in elearn_env(home).items():
-            env.setenv(key, value)
+    with home_environment(home):
         version = tiny_version(tmp_path_factory.mktemp("model"))
         package_version("flight_delay", version, on_line=lambda line: None)
         yield version

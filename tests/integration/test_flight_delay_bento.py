@@ -11,7 +11,7 @@ import os
 import httpx
 import pytest
 
-from tests.conftest import elearn_env
+from tests.conftest import home_environment
 from tests.unit.test_features import rows
 
 MAX_RECORDS, MAX_BODY_BYTES = 50, 64 * 1024
@@ -46,11 +46,7 @@ def bento(tmp_path_factory):
     from elearn.serving.package import package_version
 
     home = tmp_path_factory.mktemp("bento") / "elearn"
-    with pytest.MonkeyPatch.context() as env:
-        for key in [k for k in os.environ if k.startswith("AIRFLOW__ELEARN__")]:
-            env.delenv(key)
-        for key, value in elearn_env(home).items():
-            env.setenv(key, value)
+    with home_environment(home):
         version = tiny_version(tmp_path_factory.mktemp("model"))
         tag = package_version("flight_delay", version, on_line=lambda line: None)
         with BentoProcess(tag, env=LIMITS, log_path=home / "bento.log") as server:

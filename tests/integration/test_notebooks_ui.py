@@ -4,12 +4,11 @@ Notebooks view inside Airflow, starts a notebook, opens it, and runs a cell that
 
 from __future__ import annotations
 
-import os
 
 import pytest
 
 from tests.airflow_api import airflow_api_server
-from tests.conftest import elearn_env
+from tests.conftest import home_environment
 from tests.tools import require_tool
 
 
@@ -23,11 +22,7 @@ def api(tmp_path_factory):
     from elearn.objectstore import default_store
 
     home = tmp_path_factory.mktemp("notebooks-ui") / "elearn"
-    with pytest.MonkeyPatch.context() as env:
-        for key in [k for k in os.environ if k.startswith("AIRFLOW__ELEARN__")]:
-            env.delenv(key)
-        for key, value in elearn_env(home).items():
-            env.setenv(key, value)
+    with home_environment(home):
         folder = tmp_path_factory.mktemp("features")
         pq.write_table(pa.table({"dep_hour": pa.array(range(1234), pa.int64())}), folder / "p.parquet")
         register_datastore("flight_features", folder, objects=default_store(),
