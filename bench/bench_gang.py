@@ -54,7 +54,7 @@ def build_datastore(sample: float) -> int:
     from elearn.datastores import register_datastore
     from elearn.objectstore import default_store
     from elearn.rawdata.landing import land_nycflights13, local_inputs
-    from elearn.spark_submit import submit
+    from operators.spark import submit_job
 
     store = default_store()
     land_nycflights13(store)
@@ -62,7 +62,7 @@ def build_datastore(sample: float) -> int:
     inputs = local_inputs(store, home / "raw")
     args = [a for table, uri in inputs.items() for a in (f"--{table}", uri)]
     out = home / "features"
-    submit("spark_jobs.preprocess_flights", args + ["--output", str(out), "--sample-fraction", str(sample)],
+    submit_job("spark_jobs.preprocess_flights", args + ["--output", str(out), "--sample-fraction", str(sample)],
            on_line=lambda line: None)
     return register_datastore(DATASTORE, out, objects=default_store()).rows
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from airflow.sdk import BaseOperator
 
 
 class RegisterDatastoreOperator(BaseOperator):
-    """Commit ``staged`` (a folder of Parquet files) as a snapshot of ``datastore``.
+    """Commit ``staged`` (a local folder of Parquet files, or a folder's URI inside the object
+    store) as a snapshot of ``datastore``.
 
     The Asset in ``outlets`` gets an event whose extra carries name, snapshot id, rows and
     schema hash. Re-running the task in the same DAG run returns the earlier snapshot. The
@@ -41,7 +40,7 @@ class RegisterDatastoreOperator(BaseOperator):
                  "git_commit": code_version()["git_commit"] or "unknown",
                  "job": produced.get("job", "unknown"), "job_sha256": produced.get("job_sha256", "unknown"),
                  "input_sha256": produced.get("input_sha256", "unknown")}
-        snap = register_datastore(self.datastore, Path(produced["staged"]), objects=default_store(), properties=props,
+        snap = register_datastore(self.datastore, produced["staged"], objects=default_store(), properties=props,
                                   mode=self.mode, allow_incompatible=self.allow_incompatible_schema,
                                   allow_empty=self.allow_empty)
         extra = snap.as_event_extra()

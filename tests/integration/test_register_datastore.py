@@ -207,3 +207,26 @@ def test_replace_writes_the_same_file_statistics_as_pyiceberg(home, tmp_path):
         for attr in ("record_count", "file_size_in_bytes", "null_value_counts", "value_counts", "lower_bounds",
                      "upper_bounds", "column_sizes"):
             assert getattr(task.file, attr) == getattr(theirs, attr), attr
+
+
+def test_a_folder_a_cluster_wrote_into_the_store_is_copied_into_the_table(home, tmp_path):
+    """Spark on a cluster writes its output into the object store itself (s3:// as s3a://): the
+    register step commits copies inside the table, so removing the staging folder loses nothing."""
+    objects = default_store()
+    written = staged(tmp_path / "spark-out", table(90), files=3)
+    for f in written.iterdir():
+        objects.put_file(f, f"staging/d/r1/preprocess/{f.name}")
+    uri = objects.uri("staging/d/r1/preprocess")
+    spark_name = uri.replace("s3://", "s3a://")  # the URI as the Spark job was given it
+    snap = register_datastore("demo", spark_name, objects=objects, properties=props("r1"))
+    assert (snap.rows, snap.files, snap.reused) == (90, 3, False)
+    tbl = get_catalog().load_table("datastores.demo")
+    paths = [t.file.file_path for t in tbl.scan().plan_files()]
+    assert len(paths) == 3 and not any("/staging/" in p for p in paths)
+    assert all(p.startswith(tbl.location()) for p in paths)
+    objects.delete_prefix("staging/d")
+    assert read_arrow("demo").sort_by("flight_id").equals(table(90).sort_by("flight_id"))
+    with pytest.raises(DataError, match="staged folder .*staging/nope is empty or missing"):
+        register_datastore("demo", objects.uri("staging/nope"), objects=objects, properties=props("r2"))
+    with pytest.raises(InvalidInput, match="is outside the object store"):
+        register_datastore("demo", "s3://another-bucket/out", objects=objects, properties=props("r3"))

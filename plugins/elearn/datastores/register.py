@@ -332,29 +332,48 @@ def _properties(properties: dict | None) -> dict[str, str]:
     return props
 
 
-def register_datastore(name: str, staged: Path, *, objects: ObjectStore, properties: dict[str, str] | None = None,
+def _staged_source(staged: Path | str, objects: ObjectStore) -> tuple[ObjectStore, str | None]:
+    """The store holding the staged files and, for a folder inside ``objects``, its prefix there.
+
+    A local folder (a ``Path`` or a plain path) is what a local Spark wrote; a ``file://`` or
+    ``s3://`` (or Spark's ``s3a://``) URI is a folder a cluster wrote into the object store itself."""
+    text = str(staged)
+    if "://" not in text:
+        folder = Path(text)
+        if not folder.is_dir():
+            raise DataError(f"staged folder {folder} does not exist; did the producing job write its output?")
+        return ObjectStore(f"file://{folder.resolve()}"), None
+    uri = "s3://" + text[len("s3a://"):] if text.startswith("s3a://") else text
+    prefix = objects.key_of(uri.rstrip("/"))  # InvalidInput naming both when it lies elsewhere
+    if not objects.list(prefix):
+        raise DataError(f"staged folder {uri} is empty or missing; did the producing job write its output?")
+    return ObjectStore(uri.rstrip("/"), s3_endpoint_url=objects.s3_endpoint_url, s3_region=objects.s3_region), prefix
+
+
+def register_datastore(name: str, staged: Path | str, *, objects: ObjectStore, properties: dict[str, str] | None = None,
                        catalog: Catalog | None = None, mode: str = "replace", allow_incompatible: bool = False,
                        allow_empty: bool = False) -> DatastoreSnapshot:
-    """Commit the Parquet files in the local folder ``staged`` as one new snapshot of ``name``.
+    """Commit the Parquet files in ``staged`` as one new snapshot of ``name``.
 
-    ``properties`` (``dag_id``, ``dag_run_id``, ``task_id``, ``job``, ``job_sha256``,
-    ``input_sha256`` of the job's inputs, ``git_commit`` …) are stored in the snapshot summary;
-    a snapshot of the same DAG run and task is returned as is (``reused=True``). ``mode``: ``replace`` (the snapshot holds
-    exactly these files) or ``append``. Schema rules: a new nullable column is accepted and
-    recorded; dropped/renamed columns, type changes and empty output raise ``DataError``
-    naming the columns unless ``allow_incompatible`` / ``allow_empty``.
+    ``staged`` is a local folder, or the URI of a folder inside the object store ``objects``
+    (where Spark on a cluster writes); its files are copied (a hard link on a ``file://`` store,
+    a server-side copy on S3) into the table's data location before the commit, so the snapshot
+    never depends on the staging area. ``properties`` (``dag_id``, ``dag_run_id``, ``task_id``,
+    ``job``, ``job_sha256``, ``input_sha256`` of the job's inputs, ``git_commit`` …) are stored in
+    the snapshot summary; a snapshot of the same DAG run and task is returned as is
+    (``reused=True``). ``mode``: ``replace`` (the snapshot holds exactly these files) or
+    ``append``. Schema rules: a new nullable column is accepted and recorded; dropped/renamed
+    columns, type changes and empty output raise ``DataError`` naming the columns unless
+    ``allow_incompatible`` / ``allow_empty``.
     """
     validate_name(name)
     if mode not in ("replace", "append"):
         raise InvalidInput(f"mode {mode!r} must be 'replace' or 'append'")
-    staged = Path(staged)
-    if not staged.is_dir():
-        raise DataError(f"staged folder {staged} does not exist; did the producing job write its output?")
-    local = ObjectStore(f"file://{staged.resolve()}")
-    keys = _data_keys(local)
+    source, prefix = _staged_source(staged, objects)
+    keys = _data_keys(source)
     if not keys:
         raise DataError(f"no Parquet files in {staged}; did the producing job write its output?")
-    inp = inspect_parquet(local, keys)
+    inp = inspect_parquet(source, keys)
     props = _properties(properties)
     catalog = catalog or get_catalog()
     ident = table_identifier(name)
@@ -368,7 +387,12 @@ def register_datastore(name: str, staged: Path, *, objects: ObjectStore, propert
         uris = []
         for key in keys:  # relative paths kept: files in subfolders may share a name
             target = location[len(store_root) + 1:] + "/" + key
-            objects.put_file(local.local_path(key), target, link=True)
+            if prefix is None:
+                objects.put_file(source.local_path(key), target, link=True)
+            elif objects.is_s3:
+                objects.copy(f"{prefix}/{key}", target, checksum=False)
+            else:
+                objects.put_file(objects.local_path(f"{prefix}/{key}"), target, link=True)
             uris.append(objects.uri(target))
         return uris
 
