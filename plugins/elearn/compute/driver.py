@@ -70,6 +70,11 @@ class GangDriver(ABC):
                     return AttemptEnd("stopped", "the gang was stopped before it finished",
                                       time.monotonic() - started)
                 ended = self.step(handle, on_line)
+                if ended is not None and ended.status != "succeeded" and self.stopped:
+                    # ``stop`` (another thread) deletes the workers: a worker gone during this step
+                    # is the stop's doing, not a failure of the gang
+                    return AttemptEnd("stopped", "the gang was stopped before it finished",
+                                      time.monotonic() - started)
                 if ended is not None:
                     return AttemptEnd(ended.status, ended.message, time.monotonic() - started)
                 if monitor is not None and time.monotonic() - looked >= MONITOR_EVERY_S:
