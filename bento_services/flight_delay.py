@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Annotated
 
 import bentoml
-import numpy as np
 import pandas as pd
 from bentoml.exceptions import BentoMLException
 from bentoml.validators import ContentType
@@ -28,8 +27,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter,
 from bento_services.oip.grpc_server import start_grpc
 from bento_services.oip.model import ServedModel
 from bento_services.oip.rest import rest_app
-from elearn.features.flights import FeatureSpec, Lookups
-from elearn.features.predict import compiled_predictor
+from elearn.features.predict import FlightScorer
 
 
 class Args(BaseModel):
@@ -160,13 +158,7 @@ class FlightDelay:
         # one thread per op by default: the model is small, and each worker process is one core
         tf.config.threading.set_intra_op_parallelism_threads(TF_THREADS)
         tf.config.threading.set_inter_op_parallelism_threads(TF_THREADS)
-        import keras
-
-        folder = Path(self.model_ref.path)
-        self.model = keras.models.load_model(folder / "model.keras")
-        self.infer = compiled_predictor(self.model)
-        self.spec = FeatureSpec.from_json((folder / "feature_spec.json").read_text())
-        self.lookups = Lookups.load(folder)
+        self.scorer = FlightScorer.load(Path(self.model_ref.path))
         labels = self.model_ref.info.labels
         self.model_name = labels.get("registry_model", self.model_ref.tag.name)
         self.model_version = int(labels.get("registry_version", "0"))
@@ -185,10 +177,6 @@ class FlightDelay:
         if self.grpc is not None:
             await self.grpc.stop(grace=5)
 
-    def _predict(self, records: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
-        enriched, sources = self.lookups.enrich(records)
-        return self.infer(self.spec.transform(enriched)), sources
-
     @bentoml.api(batchable=BATCHING, max_batch_size=1000, max_latency_ms=10_000)
     def predict(self, flights: Flights) -> Annotated[list[Prediction], ContentType("application/json")]:
         """Delay probability for each flight, with the model version that answered.
@@ -203,7 +191,7 @@ class FlightDelay:
         if not flights:
             return []
         frame = pd.DataFrame([f.model_dump() for f in flights])
-        probs, sources = self._predict(frame)
+        probs, sources = self.scorer.score(frame)
         return [Prediction(flight_id=f.flight_id, p_delayed=float(p), delayed=bool(p >= 0.5), weather_source=s,
                            model=self.model_name, model_version=self.model_version)
                 for f, p, s in zip(flights, probs, sources)]

@@ -1,17 +1,22 @@
-"""Nightly retraining: raw flights → Spark → datastore → a tuning study of gang trainings → registry → Bento."""
+"""Nightly retraining: raw flights → Spark → datastore → a tuning study of gang trainings → registry → Bento.
+
+Scheduled by its cron and by the Asset ``retraining.flight_delay`` (a drift check's request, see
+dags/drift_check.py), whichever comes first. ``retrain_if`` decides after the registration whether
+this run trains at all (docs/monitoring.md); a skip leaves the rest skipped and the run successful."""
 
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import Param, dag, task
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 
 from operators import (BuildBentoOperator, CanaryReleaseOperator, RegisterDatastoreOperator, RegisterModelOperator,
                        SparkPreprocessOperator)
-from operators.assets import datastore_asset
+from operators.assets import datastore_asset, retraining_asset
 from operators.tuning import tuning_rounds
 
 FLIGHT_FEATURES = datastore_asset("flight_features")
 MODEL_NAME = "flight_delay"
+RETRAINING = retraining_asset(MODEL_NAME)
 # Small on purpose: `make demo` runs it. Each trial is a gang; rounds are unrolled when the DAG is parsed.
 STUDY = {
     "space": {"learning_rate": {"type": "loguniform", "low": 1e-3, "high": 1e-2},
@@ -23,7 +28,7 @@ STUDY = {
 
 
 @dag(
-    schedule="0 2 * * *",
+    schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 2 * * *", timezone="UTC"), assets=[RETRAINING]),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     tags=["elearn", "nightly"],
@@ -48,6 +53,14 @@ STUDY = {
                          description="release the new version as a canary beside production (quality gate, "
                                      "then live gates on real traffic)"),
         "canary_weight": Param(10, type="integer", minimum=1, maximum=99),
+        "retrain_if": Param("always", enum=["always", "drift", "schedule"],
+                            description="always: train every run; drift: only when the new snapshot drifted "
+                                        "against production's training snapshot (or there is no production); "
+                                        "schedule: only when production is max_model_age_days old"),
+        "drift_threshold": Param(0.2, type="number", exclusiveMinimum=0,
+                                 description="retrain_if=drift: a feature drifted when its PSI is above this"),
+        "max_model_age_days": Param(7, type="number", minimum=0,
+                                    description="retrain_if=schedule: train when production is this old"),
     },
 )
 def nightly_retraining():
@@ -69,6 +82,23 @@ def nightly_retraining():
         job_args=["--sample-fraction", "{{ params.sample_fraction }}"])
     register = RegisterDatastoreOperator(task_id="register_datastore", datastore="flight_features",
                                          staged=preprocess.output, outlets=[FLIGHT_FEATURES])
+
+    @task.short_circuit
+    def training_wanted(registered: dict, params=None, triggering_asset_events=None):
+        from elearn.monitoring.retraining import decide_training
+        from operators.connections import export_aws_credentials
+
+        export_aws_credentials()
+        requests = [e.extra.get("reason") or "a drift check asked" for e in
+                    (triggering_asset_events or {}).get(RETRAINING, [])]
+        decision = decide_training(params["retrain_if"], datastore="flight_features",
+                                   snapshot_id=registered["snapshot_id"], model_name=MODEL_NAME,
+                                   threshold=float(params["drift_threshold"]),
+                                   max_age_days=float(params["max_model_age_days"]),
+                                   requested="; ".join(requests) or None)
+        print(decision.reason)
+        return decision.train
+
     best = tuning_rounds(
         study_name=("{{ params.study_name or ('flight_delay-s' ~ "
                     "ti.xcom_pull(task_ids='register_datastore')['snapshot_id']) }}"),
@@ -78,7 +108,7 @@ def nightly_retraining():
                    datastores={"flight_features": "{{ ti.xcom_pull(task_ids='register_datastore')['snapshot_id'] }}"},
                    job_args=["--datastore", "flight_features", "--train-months", "{{ params.train_months }}",
                              "--test-months", "{{ params.test_months }}", "--epochs", "{{ params.epochs }}"]),
-        after=register)
+        after=training_wanted(register.output))
     model = RegisterModelOperator(
         task_id="register_model", model_name=MODEL_NAME, training=best, datastore="flight_features",
         params_record={"train_months": "{{ params.train_months }}", "test_months": "{{ params.test_months }}",

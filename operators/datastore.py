@@ -31,15 +31,11 @@ class RegisterDatastoreOperator(BaseOperator):
         from operators.connections import export_aws_credentials
 
         export_aws_credentials()
-        from elearn.codeversion import code_version
         from elearn.datastores import register_datastore
         from elearn.objectstore import default_store
 
         produced = self.staged if isinstance(self.staged, dict) else {"staged": self.staged}
-        props = {"dag_id": self.dag_id, "dag_run_id": context["run_id"], "task_id": self.task_id,
-                 "git_commit": code_version()["git_commit"] or "unknown",
-                 "job": produced.get("job", "unknown"), "job_sha256": produced.get("job_sha256", "unknown"),
-                 "input_sha256": produced.get("input_sha256", "unknown")}
+        props = registration_properties(self, context, produced)
         snap = register_datastore(self.datastore, produced["staged"], objects=default_store(), properties=props,
                                   mode=self.mode, allow_incompatible=self.allow_incompatible_schema,
                                   allow_empty=self.allow_empty)
@@ -47,3 +43,15 @@ class RegisterDatastoreOperator(BaseOperator):
         for asset in self.outlets:
             context["outlet_events"][asset].extra = extra
         return {**extra, "reused": snap.reused}
+
+
+def registration_properties(task, context, produced: dict) -> dict[str, str]:
+    """What a snapshot records of the task that committed it: the DAG run and task (which make a
+    rerun find its earlier snapshot), the git commit, and the producing job, its sha256 and its
+    inputs' (``produced``: what the producing task returned)."""
+    from elearn.codeversion import code_version
+
+    return {"dag_id": task.dag_id, "dag_run_id": context["run_id"], "task_id": task.task_id,
+            "git_commit": code_version()["git_commit"] or "unknown",
+            "job": produced.get("job", "unknown"), "job_sha256": produced.get("job_sha256", "unknown"),
+            "input_sha256": produced.get("input_sha256", "unknown")}

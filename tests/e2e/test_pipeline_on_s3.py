@@ -1,14 +1,17 @@
 """The nightly DAG with its object store on S3 (moto_server on 127.0.0.1), credentials taken
-from the Airflow connection aws_default (no AWS variables in the environment)."""
+from the Airflow connection aws_default (no AWS variables in the environment). A whole pipeline
+run (~3 min on 2 cores): behind the ``heavy`` marker, which .ci/run runs."""
 
 import json
 import os
 
 import boto3
+import pytest
 
 from tests.e2e.pipeline import auc_and_log_loss, offline_predictions, run_dag
 
 
+@pytest.mark.heavy
 def test_nightly_pipeline_on_s3(elearn_home, moto_endpoint, monkeypatch):
     bucket = "elearn-e2e"
     boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1",

@@ -109,18 +109,14 @@ def flights() -> list[dict]:
 
 
 def bento_answers(version: int, records: list[dict]) -> np.ndarray:
-    """What the Bento answers: its BentoML model's files, called as FlightDelay._predict calls them."""
-    import keras
+    """What the Bento answers: its BentoML model's files, scored as FlightDelay scores them."""
     import pandas as pd
 
     from elearn import config
-    from elearn.features.flights import FeatureSpec, Lookups
-    from elearn.features.predict import compiled_predictor
+    from elearn.features.predict import FlightScorer
 
     folder = config.load().bentoml_home / "models" / "flight_delay" / f"v{version}"
-    spec = FeatureSpec.from_json((folder / "feature_spec.json").read_text())
-    enriched, _ = Lookups.load(folder).enrich(pd.DataFrame(records))
-    return compiled_predictor(keras.models.load_model(folder / "model.keras"))(spec.transform(enriched))
+    return FlightScorer.load(folder).score(pd.DataFrame(records))[0]
 
 
 def registered(tmp_path: Path) -> int:

@@ -38,7 +38,7 @@ def _field(loc) -> str:
 
 
 def create_app() -> FastAPI:
-    from elearn.api import notebooks, pages, usage, v1
+    from elearn.api import drift, notebooks, pages, usage, v1
 
     app = FastAPI(title="elearn", version=elearn.__version__, dependencies=[Depends(authorize)],
                   docs_url=None, redoc_url=None, openapi_url=None,
@@ -80,6 +80,7 @@ def create_app() -> FastAPI:
     app.include_router(v1.router, prefix=API_PREFIX)
     app.include_router(notebooks.api, prefix=API_PREFIX)
     app.include_router(usage.api, prefix=API_PREFIX)
+    app.include_router(drift.api, prefix=API_PREFIX)
 
     @app.get(f"{API_PREFIX}/openapi.json", tags=["meta"], summary="this API's OpenAPI document",
              include_in_schema=False)

@@ -63,6 +63,7 @@ def datastores(request: Request):
 
 @router.get("/datastores/{name}", response_class=HTMLResponse)
 def datastore(request: Request, name: v1.DATASTORE):
+    from elearn.api.drift import drift_section
     from elearn.registry import get_store
 
     used_by: dict[int, list] = {}
@@ -71,26 +72,31 @@ def datastore(request: Request, name: v1.DATASTORE):
         if trained_on is not None and trained_on.name == name:
             used_by.setdefault(trained_on.snapshot_id, []).append(version)
     return _render(request, "datastore.html", "datastores", d=v1.get_datastore(name),
-                   snapshots=v1.list_snapshots(name, limit=1000, offset=0), used_by=used_by)
+                   snapshots=v1.list_snapshots(name, limit=1000, offset=0), used_by=used_by,
+                   drift=drift_section(name))
 
 
 @router.get("/models", response_class=HTMLResponse)
 def models(request: Request):
+    from elearn.monitoring.live import latest_live_auc
     from elearn.registry import get_store
 
     store = get_store()
     versions = store.list_versions(limit=500)
     return _render(request, "models.html", "models", versions=versions,
-                   production=_production(store, {v.model_name for v in versions}))
+                   production=_production(store, {v.model_name for v in versions}), live_auc=latest_live_auc())
 
 
 @router.get("/models/{model}/{version}", response_class=HTMLResponse)
 def version(request: Request, model: v1.MODEL, version: v1.VERSION):
+    from elearn.monitoring.live import live_quality
     from elearn.registry import get_store
 
     store = get_store()
-    return _render(request, "version.html", "models", v=store.get_version(model, version),
-                   production=_production(store, [model]))
+    mv = store.get_version(model, version)
+    live = live_quality(model, version)
+    return _render(request, "version.html", "models", v=mv, production=_production(store, [model]), live=live,
+                   live_svg=live_auc_svg(live.days, live.training_auc))
 
 
 @router.get("/studies", response_class=HTMLResponse)
@@ -158,5 +164,67 @@ def curves_svg(curves: dict[int, dict[int, float]], width: int = 640, height: in
         colour = COLOURS[i % len(COLOURS)]
         parts.append(f'<polyline class="trial-curve" data-trial="{number}" points="{coords}" fill="none" '
                      f'stroke="{colour}" stroke-width="2"><title>trial {html.escape(str(number))}</title></polyline>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def live_auc_svg(days: list, training_auc: float | None, width: int = 720, height: int = 240) -> str:
+    """A version's live AUC per scored day as a line (x: the date, gaps where no labels came), the
+    training AUC as a dashed horizontal line; a day whose labels are one class only is a hollow
+    mark on the axis (its AUC is undefined). ``days``: ``LiveDay``s, oldest first."""
+    from datetime import date
+
+    if not days:
+        return '<p class="muted">No live AUC yet: no labels have arrived for this version\'s predictions.</p>'
+    pad, bottom = 44, 28
+    plot_w, plot_h = width - 2 * pad, height - pad - bottom
+    at = [date.fromisoformat(d.day).toordinal() for d in days]
+    values = [d.auc for d in days if d.auc is not None] + ([training_auc] if training_auc is not None else [])
+    lo, hi = (max(0.0, min(values) - 0.05), min(1.0, max(values) + 0.05)) if values else (0.0, 1.0)
+    span, x_span = (hi - lo) or 1, (at[-1] - at[0]) or 1
+    legend = ' · <tspan fill="#486581">- - training</tspan>' if training_auc is not None else ""
+
+    def x(ordinal):
+        return pad + (ordinal - at[0]) / x_span * plot_w if len(days) > 1 else pad + plot_w / 2
+
+    def y(value):
+        return pad + plot_h - (value - lo) / span * plot_h
+
+    parts = [f'<svg id="live-auc" class="plot" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}" role="img" aria-label="live AUC per day beside the training AUC" '
+             f'font-size="11">',
+             f'<rect x="{pad}" y="{pad}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#d9e2ec"/>',
+             f'<text x="{pad}" y="{pad - 8}">AUC {hi:.2f} · <tspan fill="{COLOURS[0]}">● live, per day</tspan>'
+             f'{legend}</text>',
+             f'<text x="{pad}" y="{height - 8}">{html.escape(days[0].day)} · AUC axis from {lo:.2f}</text>',
+             f'<text x="{width - pad}" y="{height - 8}" text-anchor="end">{html.escape(days[-1].day)}</text>']
+    if training_auc is not None:
+        parts.append(f'<line id="training-auc" data-auc="{training_auc:.6f}" x1="{pad}" x2="{width - pad}" '
+                     f'y1="{y(training_auc):.1f}" y2="{y(training_auc):.1f}" stroke="#486581" stroke-dasharray="6 4">'
+                     f'<title>training AUC {training_auc:.4f}</title></line>'
+                     f'<text x="{width - pad - 4}" y="{y(training_auc) - 4:.1f}" text-anchor="end" fill="#486581">'
+                     f'training AUC {training_auc:.4f}</text>')
+    run: list[str] = []  # consecutive days with an AUC make one polyline
+
+    def close_run():
+        if len(run) > 1:
+            parts.append(f'<polyline class="live-curve" points="{" ".join(run)}" fill="none" stroke="{COLOURS[0]}" '
+                         f'stroke-width="2"/>')
+        run.clear()
+
+    for i, (d, ordinal) in enumerate(zip(days, at)):
+        if i and ordinal - at[i - 1] > 1:
+            close_run()
+        if d.auc is None:
+            close_run()
+            parts.append(f'<circle class="one-class" data-day="{d.day}" cx="{x(ordinal):.1f}" cy="{pad + plot_h:.1f}" '
+                         f'r="3.5" fill="white" stroke="{COLOURS[1]}"><title>{html.escape(d.day)}: '
+                         f'{html.escape(d.note or "")}</title></circle>')
+            continue
+        run.append(f"{x(ordinal):.1f},{y(d.auc):.1f}")
+        parts.append(f'<circle class="live-day" data-day="{d.day}" data-auc="{d.auc:.6f}" cx="{x(ordinal):.1f}" '
+                     f'cy="{y(d.auc):.1f}" r="3" fill="{COLOURS[0]}"><title>{html.escape(d.day)}: AUC {d.auc:.4f} on '
+                     f'{d.rows} flights ({d.positives} delayed)</title></circle>')
+    close_run()
     parts.append("</svg>")
     return "".join(parts)

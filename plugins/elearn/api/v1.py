@@ -113,6 +113,14 @@ def get_version(model: MODEL, version: VERSION) -> dict:
     return _json(get_store().get_version(model, version))
 
 
+@router.get("/models/{model}/versions/{version}/live", tags=["models"],
+            summary="live quality: AUC per scored day on the labels that arrived, beside the training AUC")
+def get_live_quality(model: MODEL, version: VERSION) -> dict:
+    from elearn.monitoring.live import live_quality
+
+    return jsonable_encoder(live_quality(model, version).to_dict())
+
+
 class SaveBody(BaseModel):
     reason: str = Field(default="", max_length=1000)
 

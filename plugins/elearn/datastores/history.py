@@ -19,6 +19,7 @@ def _record(snap, row) -> dict:
         "committed_at": datetime.fromtimestamp(snap.timestamp_ms / 1000, timezone.utc).isoformat(),
         "operation": str(snap.summary.operation.value) if snap.summary else "",
         "rows": int(summary.get("total-records", 0)),
+        "dag_id": summary.get("elearn.dag_id"),  # who registered it (drift checks skip the retraining DAG's own)
         "dag_run_id": summary.get("elearn.dag_run_id"),
         "source": summary.get("elearn.source"),
         "schema_hash": row.schema_hash if row else None,

@@ -29,6 +29,7 @@ from pyiceberg.io.pyarrow import (_pyarrow_to_schema_without_ids, compute_statis
                                   data_file_statistics_from_parquet_metadata, parquet_path_to_id_mapping)
 from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from elearn.datastores.catalog import NAMESPACE, get_catalog, table_identifier
 from elearn.datastores.dbmodels import SqlDatastoreSnapshot
@@ -271,8 +272,8 @@ def _commit(name: str, inp: ParquetInput, props: dict, *, catalog: Catalog, mode
                         f"{'empty the datastore' if mode == 'replace' else 'add nothing'} (allow_empty=True to accept)")
     try:
         catalog.create_namespace(NAMESPACE)
-    except NamespaceAlreadyExistsError:
-        pass
+    except (NamespaceAlreadyExistsError, IntegrityError):
+        pass  # pyiceberg checks, then inserts: a writer that lost that race gets the database's IntegrityError
     uris = None
     for attempt in range(COMMIT_RETRIES):
         try:

@@ -3,15 +3,27 @@
 The Bento and the release quality gate both use it, so what the gate measured is what the
 service answers. One ``tf.function`` with a fixed input signature (any batch size) is traced
 once; Keras ``predict`` would add its per-call set-up to every request.
+
+``FlightScorer`` is the whole path from flight records as a caller knows them to probabilities
+(lookups, the feature spec, the compiled call): the Bento answers through it and batch scoring
+(``spark_jobs/score_flights.py``) runs it inside Spark, so a batch prediction is the answer the
+service would give for the same flight.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import pandas as pd
 
-from elearn.features.flights import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+from elearn.features.flights import (CATEGORICAL_FEATURES, NUMERIC_FEATURES, REQUIRED_FIELDS, WEATHER_FIELDS,
+                                     FeatureSpec, Lookups)
+
+# what one flight record may carry (the Bento's request fields): weather is optional
+RECORD_FIELDS = ["flight_id", *REQUIRED_FIELDS, *WEATHER_FIELDS]
+MODEL_FILE, SPEC_FILE = "model.keras", "feature_spec.json"
 
 
 def compiled_predictor(model) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
@@ -28,3 +40,27 @@ def compiled_predictor(model) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
         return call(inputs).numpy().reshape(-1).astype("float64")
 
     return predict
+
+
+class FlightScorer:
+    """A model version's prediction path for flight records: ``Lookups.enrich`` (what a caller
+    cannot send; each weather field the record's own when present), ``FeatureSpec.transform``,
+    then the compiled call."""
+
+    def __init__(self, model, spec: FeatureSpec, lookups: Lookups):
+        self.model, self.spec, self.lookups = model, spec, lookups
+        self.infer = compiled_predictor(model)
+
+    @classmethod
+    def load(cls, folder: Path) -> "FlightScorer":
+        """From a version's files (``model.keras``, ``feature_spec.json``, ``lookup_*.parquet``)."""
+        import keras
+
+        folder = Path(folder)
+        return cls(keras.models.load_model(folder / MODEL_FILE),
+                   FeatureSpec.from_json((folder / SPEC_FILE).read_text()), Lookups.load(folder))
+
+    def score(self, records: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+        """Probabilities (float64) and the weather source of each record."""
+        enriched, sources = self.lookups.enrich(records)
+        return self.infer(self.spec.transform(enriched)), sources

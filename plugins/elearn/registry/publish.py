@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 import time
 
-from elearn.errors import Conflict
-from elearn.objectstore import ObjectStore
+from pathlib import Path
+
+from elearn.errors import Conflict, DataError
+from elearn.objectstore import ObjectStore, sha256_file
 from elearn.registry.entities import ModelVersion
 from elearn.registry.sqlalchemy_store import WRITER_LEASE_S, SqlAlchemyRegistryStore
 
@@ -70,3 +72,18 @@ def publish_version(store: SqlAlchemyRegistryStore, objects: ObjectStore, model_
             log.warning("could not mark %s v%d FAILED; the error that stopped publishing is raised instead",
                         model_name, version.version, exc_info=True)
         raise
+
+
+def download_version(mv: ModelVersion, objects: ObjectStore, dest: Path) -> Path:
+    """Every registered file of ``mv`` copied under ``dest`` and checked against its sha256 after
+    the copy (the files could have changed since they were verified); ``DataError`` naming the
+    first damaged file."""
+    root = objects.key_of(mv.artifact_uri)
+    for rel, meta in sorted(mv.files.items()):
+        copied = objects.get_file(f"{root}/{rel}", dest / rel)
+        found = sha256_file(copied)
+        if found != meta["sha256"]:
+            raise DataError(f"{mv.model_name} v{mv.version} is damaged: corrupt {rel}: expected sha256 "
+                            f"{meta['sha256'][:12]}…, found {found[:12]}… (`elearn model verify {mv.model_name} "
+                            f"{mv.version}` shows the same)")
+    return dest

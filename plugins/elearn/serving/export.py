@@ -37,6 +37,7 @@ from urllib.parse import urlparse
 
 from elearn.errors import AlreadyExists, Conflict, DataError, ElearnError, InvalidInput
 from elearn.objectstore import ObjectStore, sha256_file
+from elearn.registry.publish import download_version
 from elearn.serving.package import RESULT_PREFIX
 
 log = logging.getLogger(__name__)
@@ -224,14 +225,10 @@ def _copy_registered_files(mv, objects: ObjectStore, stage: Path) -> None:
     if taken:
         raise Conflict(f"{mv.model_name} v{mv.version} has registered files named as an export names its own "
                        f"({', '.join(sorted(taken))}); it cannot be exported")
-    root = objects.key_of(mv.artifact_uri)
-    for rel, meta in sorted(mv.files.items()):
-        dest = objects.get_file(f"{root}/{rel}", stage / rel)
-        found = sha256_file(dest)
-        if found != meta["sha256"]:
-            raise DataError(f"{mv.model_name} v{mv.version} is damaged and was not exported: corrupt {rel}: "
-                            f"expected sha256 {meta['sha256'][:12]}…, found {found[:12]}… "
-                            f"(`elearn model verify {mv.model_name} {mv.version}` shows the same)")
+    try:
+        download_version(mv, objects, stage)
+    except DataError as e:
+        raise DataError(str(e).replace(" is damaged:", " is damaged and was not exported:", 1)) from None
     if not (stage / MODEL_FILE).is_file():
         raise DataError(f"{mv.model_name} v{mv.version} has no {MODEL_FILE}; only Keras models can be exported")
 

@@ -1,0 +1,106 @@
+"""Score flights with a model version in Spark, as its Bento would answer each of them.
+
+Run alone:
+    spark-submit spark_jobs/score_flights.py --input part-0.parquet [--input …] --model-dir DIR \
+        --model flight_delay --version 3 --output out/
+
+The inputs are Parquet files holding flight records (a datastore snapshot's data files, listed
+by the caller). ``DIR`` holds the version's registered files (``model.keras``,
+``feature_spec.json``, ``lookup_*.parquet``); Spark ships it to every executor. Each partition
+runs ``elearn.features.predict.FlightScorer`` in ``mapInPandas``: the Bento's own path (lookups
+for what a caller cannot send, the feature spec, the compiled model call), so a batch prediction
+and an online answer for the same flight cannot differ. Unlike the other jobs of this folder it
+imports elearn's feature module and TensorFlow on the executors: that is the point.
+
+Output columns: flight_id, year, month, day, p_delayed, delayed (p_delayed >= 0.5),
+weather_source, model, model_version. On bad input the job prints one line
+``ELEARN_ERROR: <message>`` and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from pyspark.sql import SparkSession
+
+ERROR_PREFIX = "ELEARN_ERROR: "
+# a flight record as the Bento takes it (elearn.features.predict.RECORD_FIELDS); weather optional
+REQUIRED = ["flight_id", "year", "month", "day", "sched_dep_time", "sched_arr_time", "carrier", "flight", "tailnum",
+            "origin", "dest"]
+WEATHER = ["temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust", "precip", "pressure", "visib"]
+SCHEMA = ("flight_id string, year int, month int, day int, p_delayed double, delayed boolean, "
+          "weather_source string, model string, model_version int")
+_SCORER = {}  # per Python worker (Spark reuses them): the model is loaded once, not once a partition
+
+
+def scorer(folder: str):
+    if folder not in _SCORER:
+        import tensorflow as tf
+
+        # each Python worker is one of Spark's task slots: one core, one TensorFlow thread
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+        from elearn.features.predict import FlightScorer
+
+        _SCORER[folder] = FlightScorer.load(folder)
+    return _SCORER[folder]
+
+
+def score_partitions(model_dir_name: str, model: str, version: int):
+    def score(batches):
+        import pandas as pd
+        from pyspark import SparkFiles
+
+        flight_scorer = scorer(SparkFiles.get(model_dir_name))
+        for records in batches:
+            if records.empty:
+                continue
+            p, sources = flight_scorer.score(records)
+            yield pd.DataFrame({"flight_id": records["flight_id"], "year": records["year"].astype("int32"),
+                                "month": records["month"].astype("int32"), "day": records["day"].astype("int32"),
+                                "p_delayed": p, "delayed": p >= 0.5, "weather_source": sources,
+                                "model": model, "model_version": version})
+
+    return score
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--input", action="append", required=True, help="a Parquet file or folder of flight records")
+    parser.add_argument("--model-dir", required=True, help="folder (or URI) of the version's registered files")
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--version", type=int, required=True)
+    parser.add_argument("--output", required=True, help="folder for the Parquet predictions (replaced)")
+    parser.add_argument("--output-files", type=int, default=4)
+    args = parser.parse_args(argv)
+
+    spark = (SparkSession.builder.appName("elearn-score-flights")
+             .config("spark.sql.session.timeZone", "UTC")
+             # Arrow batches of 10,000 records: the compiled call's cost is per batch, not per record
+             .config("spark.sql.execution.arrow.maxRecordsPerBatch", "10000")
+             .getOrCreate())
+    spark.sparkContext.setLogLevel("WARN")
+    try:
+        df = spark.read.parquet(*args.input)
+        missing = [c for c in REQUIRED if c not in df.columns]
+        if missing:
+            print(f"{ERROR_PREFIX}the input has no column(s) {missing}; score a datastore of flight records "
+                  f"(such as flight_features)", file=sys.stderr, flush=True)
+            return 2
+        spark.sparkContext.addFile(args.model_dir, recursive=True)
+        name = os.path.basename(args.model_dir.rstrip("/"))
+        records = df.select(*REQUIRED, *[c for c in WEATHER if c in df.columns])
+        scored = records.mapInPandas(score_partitions(name, args.model, args.version), SCHEMA)
+        (scored.repartition(args.output_files).sortWithinPartitions("flight_id")
+         .write.mode("overwrite").parquet(args.output))
+        rows = spark.read.parquet(args.output).count()
+        print(f"ELEARN_RESULT: rows={rows} output={args.output}", flush=True)
+    finally:
+        spark.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
