@@ -32,28 +32,16 @@ REQUIRED = ["flight_id", "year", "month", "day", "sched_dep_time", "sched_arr_ti
 WEATHER = ["temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust", "precip", "pressure", "visib"]
 SCHEMA = ("flight_id string, year int, month int, day int, p_delayed double, delayed boolean, "
           "weather_source string, model string, model_version int")
-_SCORER = {}  # per Python worker (Spark reuses them): the model is loaded once, not once a partition
-
-
-def scorer(folder: str):
-    if folder not in _SCORER:
-        import tensorflow as tf
-
-        # each Python worker is one of Spark's task slots: one core, one TensorFlow thread
-        tf.config.threading.set_intra_op_parallelism_threads(1)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-        from elearn.features.predict import FlightScorer
-
-        _SCORER[folder] = FlightScorer.load(folder)
-    return _SCORER[folder]
-
-
 def score_partitions(model_dir_name: str, model: str, version: int):
     def score(batches):
         import pandas as pd
         from pyspark import SparkFiles
 
-        flight_scorer = scorer(SparkFiles.get(model_dir_name))
+        from elearn.features.predict import cached_scorer
+
+        # once per Python worker (the cache lives in an imported module, not in this shipped function);
+        # each worker is one of Spark's task slots: one core, one TensorFlow thread
+        flight_scorer = cached_scorer(SparkFiles.get(model_dir_name), tf_threads=1)
         for records in batches:
             if records.empty:
                 continue
@@ -73,7 +61,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", required=True)
     parser.add_argument("--version", type=int, required=True)
     parser.add_argument("--output", required=True, help="folder for the Parquet predictions (replaced)")
-    parser.add_argument("--output-files", type=int, default=4)
     args = parser.parse_args(argv)
 
     spark = (SparkSession.builder.appName("elearn-score-flights")
@@ -93,8 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         name = os.path.basename(args.model_dir.rstrip("/"))
         records = df.select(*REQUIRED, *[c for c in WEATHER if c in df.columns])
         scored = records.mapInPandas(score_partitions(name, args.model, args.version), SCHEMA)
-        (scored.repartition(args.output_files).sortWithinPartitions("flight_id")
-         .write.mode("overwrite").parquet(args.output))
+        # written as scored (a file per input partition): a shuffle to sort them cost more than the scoring
+        scored.write.mode("overwrite").parquet(args.output)
         rows = spark.read.parquet(args.output).count()
         print(f"ELEARN_RESULT: rows={rows} output={args.output}", flush=True)
     finally:

@@ -64,3 +64,21 @@ class FlightScorer:
         """Probabilities (float64) and the weather source of each record."""
         enriched, sources = self.lookups.enrich(records)
         return self.infer(self.spec.transform(enriched)), sources
+
+
+_LOADED: dict[str, FlightScorer] = {}
+
+
+def cached_scorer(folder: str | Path, tf_threads: int | None = None) -> FlightScorer:
+    """``FlightScorer.load(folder)`` once per process (Spark reuses its Python workers, and ships a
+    job's own functions, with any cache they hold, afresh with every task). ``tf_threads`` sets
+    TensorFlow's threads before the first load (one per Spark task slot)."""
+    key = str(folder)
+    if key not in _LOADED:
+        if tf_threads is not None and not _LOADED:
+            import tensorflow as tf
+
+            tf.config.threading.set_intra_op_parallelism_threads(tf_threads)
+            tf.config.threading.set_inter_op_parallelism_threads(tf_threads)
+        _LOADED[key] = FlightScorer.load(Path(folder))
+    return _LOADED[key]
