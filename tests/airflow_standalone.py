@@ -80,14 +80,15 @@ def trigger(url: str, dag_id: str, conf: dict | None = None) -> str:
     return r.json()["dag_run_id"]
 
 
-def wait_for_run(url: str, dag_id: str, timeout: float = 240) -> dict:
+def wait_for_run(url: str, dag_id: str, timeout: float = 240, run_type: str | None = None) -> dict:
+    """The first finished run of ``dag_id`` (of ``run_type`` only, e.g. ``manual``, when given)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             runs = httpx.get(f"{url}/api/v2/dags/{dag_id}/dagRuns", timeout=10).json().get("dag_runs", [])
         except httpx.TimeoutException:  # the API server is busy (the run's own tasks share its cores)
             continue
-        done = [r for r in runs if r["state"] in ("success", "failed")]
+        done = [r for r in runs if r["state"] in ("success", "failed") and run_type in (None, r.get("run_type"))]
         if done:
             return done[0]
         time.sleep(2)
