@@ -62,7 +62,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.bench_spark import ROWS_1X, Measured, measure, mib, result_rows
+from bench.bench_spark import ROWS_1X, Measured, check_scratch, measure, mib, result_rows
 from bench.report import DEFAULT_PAGE, code_version, command_line, isolate, machine, write_section
 
 REPO = Path(__file__).resolve().parent.parent
@@ -700,8 +700,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--repeats must be at least 1")
     if args.rows is not None and args.rows < 10 * SMALL_ROWS:
         parser.error(f"--rows must be at least {10 * SMALL_ROWS:,} (the fixed-cost run scores {SMALL_ROWS})")
-    if REPO.resolve() in (args.scratch.resolve(), *args.scratch.resolve().parents):
-        parser.error(f"--scratch {args.scratch} is inside the repository; choose a folder outside it")
+    check_scratch(parser, args.scratch)
     return args
 
 

@@ -815,6 +815,12 @@ def _installed(name: str) -> bool:
 
 # ---------------------------------------------------------------- running
 
+def check_scratch(parser, scratch: Path) -> None:
+    """A scratch folder inside the repository is refused (its gigabytes would end up in git status)."""
+    if REPO.resolve() in (scratch.resolve(), *scratch.resolve().parents):
+        parser.error(f"--scratch {scratch} is inside the repository; choose a folder outside it")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_spark", description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="1,10,30", help="multiples of the 336,776 flights (default 1,10,30)")
@@ -838,8 +844,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--contenders: unknown {unknown}; choose from {','.join(CONTENDERS)}")
     if min(args.sizes) < 1 or args.repeats < 1 or args.repeats_large < 1:
         parser.error("--sizes and --repeats must be at least 1")
-    if REPO.resolve() in (args.scratch.resolve(), *args.scratch.resolve().parents):
-        parser.error(f"--scratch {args.scratch} is inside the repository; choose a folder outside it")
+    check_scratch(parser, args.scratch)
     return args
 
 

@@ -60,24 +60,21 @@ class BatchScoreOperator(BaseOperator):
         from elearn.objectstore import default_store, sha256_file
         from elearn.registry import download_version
         from elearn.serving.batch import SCORE_JOB, local_files
-        from elearn.spark_submit import check_cluster_store, is_local, job_path, spark_uri
+        from elearn.spark_submit import is_local, job_output, job_path, spark_uri
         from operators.datastore import registration_properties
         from operators.spark import job_hook, spark_master
 
         cfg, store = config.load(), default_store()
         master = spark_master(cfg.spark_conn_id)
         run_folder = f"{self.dag_id}/{run_dir_name(context['run_id'])}"
+        local = cfg.staging_dir / run_folder / self.task_id
+        staged, output = job_output(master, store, local / "predictions", f"staging/{run_folder}/{self.task_id}")
         if is_local(master):
-            local = cfg.staging_dir / run_folder / self.task_id
             inputs = local_files(scoring.files, local / "input")
             model_dir = str(download_version(scoring.model, store, local / "model"))
-            staged = output = str(local / "predictions")
         else:  # the executors read the snapshot's files and the version's files where they are
-            check_cluster_store(master, store)
             inputs = [spark_uri(uri) for uri in scoring.files]
             model_dir = spark_uri(scoring.model.artifact_uri)
-            staged = store.uri(f"staging/{run_folder}/{self.task_id}")
-            output = spark_uri(staged)
         args = [a for uri in inputs for a in ("--input", uri)]
         args += ["--model-dir", model_dir, "--model", scoring.model.model_name,
                  "--version", str(scoring.model.version), "--output", output]

@@ -139,19 +139,16 @@ class SparkPreprocessOperator(BaseOperator):
         from elearn.compute.layout import run_dir_name
         from elearn.objectstore import default_store
         from elearn.rawdata import local_inputs, verify_landed
-        from elearn.spark_submit import check_cluster_store, is_local, spark_uri
+        from elearn.spark_submit import is_local, job_output, spark_uri
 
         cfg, store = config.load(), default_store()
         run_folder = f"{self.dag_id}/{run_dir_name(run_id)}"
+        local_run = cfg.staging_dir / run_folder
+        staged, output = job_output(master, store, local_run / self.task_id, f"staging/{run_folder}/{self.task_id}")
         if is_local(master):
-            local_run = cfg.staging_dir / run_folder
-            staged = str(local_run / self.task_id)
-            inputs, output = local_inputs(store, local_run / "raw", self.raw_prefix), staged
+            inputs = local_inputs(store, local_run / "raw", self.raw_prefix)
         else:
-            check_cluster_store(master, store)
-            staged = store.uri(f"staging/{run_folder}/{self.task_id}")
             inputs = {table: spark_uri(uri) for table, uri in verify_landed(store, self.raw_prefix).items()}
-            output = spark_uri(staged)
         self.log.info("Spark master %s: reading %s, writing %s", master, ", ".join(inputs.values()), output)
         args = [a for table, uri in inputs.items() for a in (f"--{table}", uri)]
         return staged, args + ["--output", output, *[str(a) for a in self.job_args]]

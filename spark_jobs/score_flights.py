@@ -10,7 +10,7 @@ by the caller). ``DIR`` holds the version's registered files (``model.keras``,
 runs ``elearn.features.predict.FlightScorer`` in ``mapInPandas``: the Bento's own path (lookups
 for what a caller cannot send, the feature spec, the compiled model call), so a batch prediction
 and an online answer for the same flight cannot differ. Unlike the other jobs of this folder it
-imports elearn's feature module and TensorFlow on the executors: that is the point.
+imports elearn's feature module (and TensorFlow on the executors): that is the point.
 
 Output columns: flight_id, year, month, day, p_delayed, delayed (p_delayed >= 0.5),
 weather_source, model, model_version. On bad input the job prints one line
@@ -25,11 +25,11 @@ import sys
 
 from pyspark.sql import SparkSession
 
+from elearn.features.flights import REQUIRED_FIELDS, WEATHER_FIELDS
+
 ERROR_PREFIX = "ELEARN_ERROR: "
-# a flight record as the Bento takes it (elearn.features.predict.RECORD_FIELDS); weather optional
-REQUIRED = ["flight_id", "year", "month", "day", "sched_dep_time", "sched_arr_time", "carrier", "flight", "tailnum",
-            "origin", "dest"]
-WEATHER = ["temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust", "precip", "pressure", "visib"]
+# a flight record as the Bento takes it (elearn.features.predict.RECORD_FIELDS): weather is optional
+REQUIRED = ["flight_id", *REQUIRED_FIELDS]
 SCHEMA = ("flight_id string, year int, month int, day int, p_delayed double, delayed boolean, "
           "weather_source string, model string, model_version int")
 def score_partitions(model_dir_name: str, model: str, version: int):
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         spark.sparkContext.addFile(args.model_dir, recursive=True)
         name = os.path.basename(args.model_dir.rstrip("/"))
-        records = df.select(*REQUIRED, *[c for c in WEATHER if c in df.columns])
+        records = df.select(*REQUIRED, *[c for c in WEATHER_FIELDS if c in df.columns])
         scored = records.mapInPandas(score_partitions(name, args.model, args.version), SCHEMA)
         # written as scored (a file per input partition): a shuffle to sort them cost more than the scoring
         scored.write.mode("overwrite").parquet(args.output)

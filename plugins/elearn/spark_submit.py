@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+from collections import deque
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,13 +116,23 @@ def check_cluster_store(master: str, store: ObjectStore) -> None:
                           f"hosts all mount {store.root}")
 
 
+def job_output(master: str, store: ObjectStore, local: Path, key: str) -> tuple[str, str]:
+    """Where a job writes: ``(staged, output)``, the folder the register step commits and the
+    job's ``--output``. On ``local[*]`` both are the local folder ``local``; on a cluster the
+    object store's ``key`` (``output`` as Spark names it: ``s3a://`` for S3)."""
+    if is_local(master):
+        return str(local), str(local)
+    check_cluster_store(master, store)
+    return store.uri(key), spark_uri(store.uri(key))
+
+
 @dataclass
 class JobOutput:
     """Reads a job's output lines as they pass: its one-line error, its result, the last lines."""
 
     error: str | None = None
     result: dict[str, str] = field(default_factory=dict)
-    tail: list[str] = field(default_factory=list)
+    tail: deque = field(default_factory=lambda: deque(maxlen=20))
 
     def feed(self, line: str) -> None:
         line = line.rstrip("\n")
@@ -130,7 +141,7 @@ class JobOutput:
         elif line.startswith(RESULT_PREFIX):
             pairs = line[len(RESULT_PREFIX):].split()
             self.result = dict(kv.split("=", 1) for kv in pairs if "=" in kv)
-        self.tail = (self.tail + [line])[-20:]
+        self.tail.append(line)
 
     def outcome(self, module: str, failure: Exception | None) -> dict[str, str]:
         """The result; ``DataError`` with the job's own line when it reported bad input,

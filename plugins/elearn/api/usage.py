@@ -16,6 +16,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import HTMLResponse
 
 from elearn.api.pages import COLOURS, _render
+from elearn.api.svg import svg_open
 from elearn.api.v1 import LIMIT
 
 SINCE_DAYS = Annotated[int, Query(ge=1, le=3660, description="the window: this many UTC days up to today")]
@@ -71,13 +72,8 @@ def _tip(u, unit: str, measure: str) -> str:
 
 # ---------------------------------------------------------------- plots (inline SVG)
 
-def _svg_open(chart_id: str, width: int, height: int, label: str) -> str:
-    return (f'<svg id="{chart_id}" class="plot" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-            f'viewBox="0 0 {width} {height}" role="img" aria-label="{html.escape(label)}" font-size="11">')
-
-
 def _empty(chart_id: str, what: str) -> str:
-    return (_svg_open(chart_id, 640, 40, what) + f'<text x="8" y="24" fill="#7b8794">No {html.escape(what)} in '
+    return (svg_open(chart_id, 640, 40, what) + f'<text x="8" y="24" fill="#7b8794">No {html.escape(what)} in '
             f'this window.</text></svg>')
 
 
@@ -89,7 +85,7 @@ def hbars_svg(chart_id: str, bars: list[tuple[str, float, str]], unit: str, widt
     row, left, right = 22, 190, 90
     height = row * len(bars) + 24
     top = max((v for _, v, _ in bars), default=0) or 1
-    parts = [_svg_open(chart_id, width, height, f"{unit} per row")]
+    parts = [svg_open(chart_id, width, height, f"{unit} per row")]
     for i, (label, value, tip) in enumerate(bars):
         y, w = 4 + i * row, value / top * (width - left - right)
         name = label if len(label) <= 28 else label[:27] + "…"
@@ -110,7 +106,7 @@ def days_svg(chart_id: str, days: list[tuple[str, float, float | None]], unit: s
     plot_w, plot_h = width - 2 * pad, height - pad - bottom
     top = max(v for _, v, _ in days) or 1
     step = plot_w / len(days)
-    parts = [_svg_open(chart_id, width, height, f"{unit} and mean GPU utilisation per day"),
+    parts = [svg_open(chart_id, width, height, f"{unit} and mean GPU utilisation per day"),
              f'<rect x="{pad}" y="{pad}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#d9e2ec"/>',
              f'<text x="{pad}" y="{pad - 8}">{top:.2f} {html.escape(unit)}</text>',
              f'<text x="{width - pad}" y="{pad - 8}" text-anchor="end" fill="{COLOURS[1]}">100% GPU util</text>',
@@ -143,7 +139,7 @@ def goodput_svg(chart_id: str, runs: list, width: int = 720, height: int = 220) 
     top = max(1.0, max(r.goodput for r in points))
     step = plot_w / max(len(points), 1)
     y100 = pad + plot_h - 1 / top * plot_h
-    parts = [_svg_open(chart_id, width, height, "goodput per gang run"),
+    parts = [svg_open(chart_id, width, height, "goodput per gang run"),
              f'<rect x="{pad}" y="{pad}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#d9e2ec"/>',
              f'<line x1="{pad}" x2="{width - pad}" y1="{y100:.1f}" y2="{y100:.1f}" stroke="#9aa5b1" '
              f'stroke-dasharray="4 3"/><text x="{pad}" y="{y100 - 4:.1f}">100%</text>',
