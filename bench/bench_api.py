@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from bench.bench_registry import fill
     from elearn.api import v1
-    from tests.airflow_api import airflow_api_server
+    from testbed.airflow_api import airflow_api_server
 
     t0 = time.perf_counter()
     fill(a.versions)

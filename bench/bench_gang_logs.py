@@ -1,6 +1,6 @@
 """What watching a gang on Kubernetes costs per poll as its logs grow: API calls and log bytes.
 
-A gang of W workers runs on the Kubernetes API emulator (kmock over real HTTP, tests/kube_emulator.py);
+A gang of W workers runs on the Kubernetes API emulator (kmock over real HTTP, testbed/kube_emulator.py);
 before every poll each worker's log grows by ``--lines`` lines. The driver's ``step`` (one look at
 the pods, new log lines since the last look) is measured per poll; beside it, in the same run, the
 way the driver read logs before (the whole log of every worker at every poll, as
@@ -23,7 +23,7 @@ from bench.report import code_version, machine, write_section
 def measure(workers: int, polls: int, lines: int, every_s: float) -> list[dict]:
     from elearn.compute import GangSpec, Resources
     from elearn.compute.kubernetes import KubernetesDriver
-    from tests.kube_emulator import KubeEmulator
+    from testbed.kube_emulator import KubeEmulator
 
     kube = KubeEmulator().start()
     try:

@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_PAGE)
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
-    from tests.postgres import create_database, postgres_cluster
+    from testbed.postgres import create_database, postgres_cluster
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="elearn-bench-registry-") as tmp:

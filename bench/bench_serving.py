@@ -42,7 +42,7 @@ def prepare(home: Path | None, version: int | None):
     if home is None:
         home = Path(tempfile.mkdtemp(prefix="elearn-bench-serving-")) / "elearn"
         isolate(home)
-        from tests.e2e.pipeline import run_dag
+        from testbed.dag_runs import run_dag
 
         print(f"no --home: running the nightly DAG on a 5% sample in {home} (a few minutes)", flush=True)
         run = run_dag(home, {"sample_fraction": 0.05, "epochs": 2})

@@ -56,8 +56,8 @@ def study_trials(env: dict) -> list[tuple[str, str | None]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tests.airflow_standalone import airflow_standalone, trigger, wait_for_run
-    from tests.conftest import REPO
+    from testbed.airflow_standalone import airflow_standalone, trigger, wait_for_run
+    from testbed import REPO
 
     parser = argparse.ArgumentParser(prog="python -m bench.bench_tuning_orchestration")
     parser.add_argument("--trials", type=int, default=16)

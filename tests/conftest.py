@@ -4,26 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-VENV_BIN = Path(sys.executable).parent
-
-
-def elearn_env(home: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    # elearn's settings and Airflow connections (spark_default, aws_default) are the test's own
-    for key in [k for k in env if k.startswith(("AIRFLOW__ELEARN__", "AIRFLOW_CONN_"))]:
-        del env[key]
-    env.update({
-        "ELEARN_HOME": str(home), "AIRFLOW_HOME": str(home / "airflow"),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "BENTOML_DO_NOT_TRACK": "True", "PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
-    })
-    return env
+from testbed import VENV_BIN, elearn_env
 
 
 @contextlib.contextmanager
@@ -96,7 +81,7 @@ def s3_home(elearn_home, moto_endpoint, monkeypatch, request):
 @pytest.fixture(scope="session")
 def postgres_server():
     """A throwaway PostgreSQL cluster on 127.0.0.1 (Debian's server binaries), for the session."""
-    from tests.postgres import INITDB, postgres_cluster
+    from testbed.postgres import INITDB, postgres_cluster
     from tests.tools import require_tool
 
     require_tool("PostgreSQL", INITDB)
@@ -110,7 +95,7 @@ def postgres_url(postgres_server, elearn_home, monkeypatch, request):
     import re
     import uuid
 
-    from tests.postgres import create_database
+    from testbed.postgres import create_database
 
     name = (re.sub(r"[^a-z0-9_]", "_", request.node.name.lower())[:40] + "_" + uuid.uuid4().hex[:6])
     url = create_database(postgres_server, name)

@@ -1,6 +1,6 @@
 """Every DAG in dags/ loads into a real DagBag without import errors."""
 
-from tests.conftest import REPO
+from testbed import REPO
 
 
 def test_dagbag_has_no_import_errors(elearn_home):

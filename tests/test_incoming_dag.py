@@ -8,7 +8,7 @@ def test_incoming_dag_polls_every_ten_minutes_one_run_at_a_time(elearn_home):
     from airflow.dag_processing.dagbag import DagBag
     from airflow.sdk import AssetAlias
 
-    from tests.conftest import REPO
+    from testbed import REPO
 
     bag = DagBag(dag_folder=str(REPO / "dags" / "incoming_datastore.py"))
     assert bag.import_errors == {}

@@ -7,8 +7,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.airflow_standalone import airflow_standalone, trigger, wait_for_run, xcom
-from tests.conftest import REPO
+from testbed.airflow_standalone import airflow_standalone, trigger, wait_for_run, xcom
+from testbed import REPO
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ import sqlite3
 import subprocess
 import sys
 
-from tests.conftest import REPO, elearn_env
-from tests.e2e.pipeline import AIRFLOW
+from testbed import REPO, elearn_env
+from testbed.dag_runs import AIRFLOW
 from tests.flight_rows import flight_rows, moved_departures, register_rows, scaled_weather, trained_version
 
 RUNS = """

@@ -3,7 +3,8 @@
 
 import pytest
 
-from tests.e2e.pipeline import auc_and_log_loss, offline_predictions, run_dag, run_dag_tasks
+from tests.e2e.pipeline import auc_and_log_loss, offline_predictions
+from testbed.dag_runs import run_dag, run_dag_tasks
 from tests.integration.test_batch_scoring import assert_batch_equals_online, bento_answers
 
 

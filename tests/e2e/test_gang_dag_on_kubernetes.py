@@ -14,8 +14,8 @@ import kubernetes_validate
 import pytest
 
 from elearn.compute.k8s_manifests import BACKENDS
-from tests.e2e.pipeline import run_dag
-from tests.kube_emulator import KubeEmulator
+from testbed.dag_runs import run_dag
+from testbed.kube_emulator import KubeEmulator
 from tests.unit.crd_schemas import validate_custom_resource
 
 NS = "elearn-training"

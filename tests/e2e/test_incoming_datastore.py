@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO, VENV_BIN, elearn_env
+from testbed import REPO, VENV_BIN, elearn_env
 from tests.e2e.dag_test_runs import MARK
 from tests.incoming_folders import PREFIX, drop_folder, flights, objects, snapshots  # noqa: F401 (a fixture)
 

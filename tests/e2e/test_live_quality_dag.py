@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from tests.conftest import REPO, VENV_BIN, elearn_env
+from testbed import REPO, VENV_BIN, elearn_env
 from tests.e2e.dag_test_runs import MARK
 
 MODEL = "flight_delay"

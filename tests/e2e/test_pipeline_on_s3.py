@@ -8,7 +8,8 @@ import os
 import boto3
 import pytest
 
-from tests.e2e.pipeline import auc_and_log_loss, offline_predictions, run_dag
+from tests.e2e.pipeline import auc_and_log_loss, offline_predictions
+from testbed.dag_runs import run_dag
 
 
 @pytest.mark.heavy

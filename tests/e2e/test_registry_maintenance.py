@@ -4,7 +4,7 @@ fails loudly when a saved version's artifacts are damaged."""
 import json
 import subprocess
 
-from tests.conftest import REPO, VENV_BIN, elearn_env
+from testbed import REPO, VENV_BIN, elearn_env
 
 
 def test_maintenance_collects_and_fails_loudly_on_a_damaged_saved_version(elearn_home, monkeypatch):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.pipeline import run_dag_tasks
+from testbed.dag_runs import run_dag_tasks
 from tests.flight_rows import flight_rows, register_rows, trained_version
 from tests.raw_source import small_raw_source
 

@@ -9,9 +9,9 @@ import json
 
 import pytest
 
-from tests.e2e.pipeline import run_dag_tasks
+from testbed.dag_runs import run_dag_tasks
 from tests.raw_source import small_raw_source
-from tests.spark_cluster import spark_standalone
+from testbed.spark_cluster import spark_standalone
 
 FLIGHTS = 12000  # a slice, so that both runs together stay within a few minutes on 2 cores
 

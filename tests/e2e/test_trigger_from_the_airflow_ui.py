@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.airflow_standalone import airflow_standalone, wait_for_run
-from tests.conftest import REPO
+from testbed.airflow_standalone import airflow_standalone, wait_for_run
+from testbed import REPO
 from tests.tools import require_tool
 
 

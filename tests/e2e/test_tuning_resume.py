@@ -8,7 +8,7 @@ import signal
 import subprocess
 import time
 
-from tests.conftest import REPO, VENV_BIN, elearn_env
+from testbed import REPO, VENV_BIN, elearn_env
 
 
 def dags_test(env, conf):

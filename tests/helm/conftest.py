@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from testbed import REPO
 from tests.helm.tools import ToolUnavailable, hadolint_binary, helm_binary
 
 CHART = REPO / "helm" / "elearn"

@@ -24,7 +24,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from elearn.compute.k8s_manifests import WORKER_UID
-from tests.conftest import REPO
+from testbed import REPO
 from tests.helm.conftest import CHART
 
 IMAGES = REPO / "images"

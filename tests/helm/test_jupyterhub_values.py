@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from elearn import config as elearn_config
-from tests.conftest import REPO
+from testbed import REPO
 from tests.helm.conftest import NAMESPACE, NEWEST, OLDEST, by_kind, one
 from tests.helm.test_chart import airflow_values_of
 

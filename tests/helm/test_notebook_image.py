@@ -16,7 +16,7 @@ import pytest
 import yaml
 from packaging.utils import canonicalize_name
 
-from tests.conftest import REPO
+from testbed import REPO
 from tests.helm.conftest import CHART
 from tests.helm.test_images import DOCKERFILES, copies, instructions, lock_pins
 

@@ -1,6 +1,6 @@
 """The chart grants exactly what elearn's kubernetes gang driver asks the API for.
 
-For each gang backend the real driver runs a gang against kmock over HTTP (tests/kube_emulator.py)
+For each gang backend the real driver runs a gang against kmock over HTTP (testbed/kube_emulator.py)
 while the test plays the kubelet. Every request it made is turned into the RBAC question the
 API server would ask (verb, API group, resource[/subresource], namespace) and answered from the
 Role and ClusterRole the chart renders for that backend: every request must be allowed, and every
@@ -21,7 +21,7 @@ from elearn.compute import GangSpec, Resources
 from elearn.compute.k8s_manifests import BACKENDS
 from elearn.compute.kubernetes import KubernetesDriver
 from tests.helm.conftest import by_kind
-from tests.kube_emulator import KubeEmulator
+from testbed.kube_emulator import KubeEmulator
 
 NS = "elearn-training"
 # Served to every authenticated user by the default system:discovery / system:public-info-viewer roles.

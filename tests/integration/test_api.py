@@ -8,8 +8,8 @@ import subprocess
 
 import pytest
 
-from tests.airflow_api import airflow_api_server
-from tests.conftest import VENV_BIN, elearn_env
+from testbed.airflow_api import airflow_api_server
+from testbed import VENV_BIN, elearn_env
 
 
 @pytest.fixture(scope="module")

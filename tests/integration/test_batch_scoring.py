@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import home_environment
-from tests.e2e.pipeline import run_dag_tasks
+from testbed.dag_runs import run_dag_tasks
 from tests.raw_source import preprocess_inputs, raw_csvs
 
 FLIGHTS = 4000

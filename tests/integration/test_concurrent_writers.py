@@ -9,7 +9,7 @@ import time
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tests.conftest import REPO
+from testbed import REPO
 
 ROUNDS = 3
 COMMIT = """

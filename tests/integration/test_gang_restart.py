@@ -23,7 +23,7 @@ TRAIN_ARGS = ["--datastore", DATASTORE, "--train-months", "1", "--test-months", 
 @pytest.fixture(scope="module")
 def flights_home(tmp_path_factory):
     """A home with a small feature datastore: January and part of November, through the real Spark job."""
-    from tests.conftest import elearn_env
+    from testbed import elearn_env
 
     home = tmp_path_factory.mktemp("restart") / "elearn"
     saved = dict(os.environ)

@@ -9,7 +9,7 @@ from elearn.compute import GangSpec, Resources, runs
 from elearn.compute.kubernetes import KubernetesDriver
 from elearn.compute.runner import GangRunner
 from elearn.errors import GangTimeout
-from tests.kube_emulator import FaultyProxy, KubeEmulator
+from testbed.kube_emulator import FaultyProxy, KubeEmulator
 
 NS = "elearn-training"
 
@@ -275,7 +275,7 @@ def test_two_processes_placing_builtin_gangs_at_once_never_overfill_a_node(kube,
     import subprocess
     import sys
 
-    from tests.conftest import REPO
+    from testbed import REPO
 
     for n in ("node-a", "node-b"):
         kube.add_node(n, cpu="16", memory="64Gi", gpu=3)

@@ -13,7 +13,7 @@ import pytest
 from elearn.cli import main
 from elearn.serving.gates import Decision
 from tests.integration.test_pin_races import publish
-from tests.kube_emulator import FaultyProxy, KubeEmulator
+from testbed.kube_emulator import FaultyProxy, KubeEmulator
 from tests.unit.crd_schemas import validate_custom_resource
 
 NS = "models"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.airflow_api import airflow_api_server
+from testbed.airflow_api import airflow_api_server
 from tests.conftest import home_environment
 from tests.tools import require_tool
 

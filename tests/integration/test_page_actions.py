@@ -22,9 +22,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.airflow_api import AirflowApi, airflow_api_server
-from tests.conftest import REPO, VENV_BIN, elearn_env
-from tests.kube_emulator import FaultyProxy, KubeEmulator
+from testbed.airflow_api import AirflowApi, airflow_api_server
+from testbed import REPO, VENV_BIN, elearn_env
+from testbed.kube_emulator import FaultyProxy, KubeEmulator
 
 NS = "models"
 SERVING = f"""[elearn]

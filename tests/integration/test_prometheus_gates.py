@@ -28,7 +28,7 @@ from elearn.serving.gates import Gates, VersionStats, evaluate
 from elearn.serving.k8s_manifests import version_deployment, version_name
 from elearn.serving.prometheus import (JOB, NOT_TRAFFIC, PrometheusStats, kubernetes_scrape_config,
                                        static_scrape_config)
-from tests.conftest import elearn_env
+from testbed import elearn_env
 from tests.integration.test_flight_delay_bento import flight, tiny_version
 from tests.tools import require_tool
 

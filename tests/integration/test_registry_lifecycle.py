@@ -116,7 +116,7 @@ os.kill(os.getpid(), signal.SIGKILL)  # killed between writing artifacts and com
 
 
 def test_a_killed_writer_leaves_pending_which_cleanup_fails_but_never_a_live_writers(registry):
-    from tests.conftest import REPO
+    from testbed import REPO
 
     store, objects = registry
     done = subprocess.run([sys.executable, "-c", WRITER], cwd=REPO, env=dict(os.environ), timeout=120)

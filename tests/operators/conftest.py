@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tests.integration.test_kubernetes_driver import NS
-from tests.kube_emulator import KubeEmulator
+from testbed.kube_emulator import KubeEmulator
 
 
 @pytest.fixture

@@ -327,7 +327,7 @@ def test_a_task_process_killed_mid_gang_is_adopted_by_the_next_try(kube_config):
     import subprocess
     import sys
 
-    from tests.conftest import REPO
+    from testbed import REPO
 
     kube = kube_config
     proc = subprocess.Popen([sys.executable, "-c", KILLED_TASK], cwd=REPO, env=dict(os.environ),

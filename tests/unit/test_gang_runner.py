@@ -138,7 +138,7 @@ def test_workers_of_a_killed_task_process_exit(elearn_home):
 
     import psutil
 
-    from tests.conftest import REPO
+    from testbed import REPO
 
     task = subprocess.Popen([sys.executable, "-c", ORPHANING_TASK], cwd=REPO, stdout=subprocess.PIPE, text=True)
     seen = 0

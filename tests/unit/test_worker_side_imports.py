@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO
+from testbed import REPO
 
 CODE = """
 import sys

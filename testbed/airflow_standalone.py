@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import VENV_BIN, elearn_env
+from testbed import VENV_BIN, elearn_env
 
 
 def free_port() -> int:

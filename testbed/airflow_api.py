@@ -12,8 +12,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.airflow_standalone import free_port, stop_process_group
-from tests.conftest import VENV_BIN, elearn_env
+from testbed.airflow_standalone import free_port, stop_process_group
+from testbed import VENV_BIN, elearn_env
 
 USERS = {"admin": ("admin", "admin-pw"), "viewer": ("viewer", "viewer-pw")}  # name -> (role, password)
 
