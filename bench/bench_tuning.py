@@ -1,19 +1,24 @@
-"""Tuning benchmarks: what elearn's stateless ask/tell costs per trial, and TPE vs random search.
+"""Tuning benchmarks: what a persistent study's ask/tell costs per trial, against the peers; TPE vs random.
 
-1. **Suggest + record overhead** with 1,000 trials of history: a study is filled with 1,000
-   finished trials (values from a made-up objective), then ``ask`` (which rebuilds hyperopt's
-   ``Trials`` from the database and runs TPE) + ``start_trial`` + ``tell`` is timed for further
-   trials, one at a time. Baseline in the same run: hyperopt's own in-process ``fmin`` on the
-   same space and objective, continuing from the same 1,000 trials (its per-trial time, the
-   objective being free). Goal <= 50 ms per trial.
+1. **Suggest + record cost** at 1,000 and 10,000 finished trials (``--histories``): the same
+   history of random points (values from a made-up objective) is given to every contender, then
+   ``--timed`` more trials are asked and told one at a time (after one untimed trial, which for
+   elearn is the first ask of a process: it reads the whole study). Contenders in the same run:
+   elearn ``ask`` + ``start_trial`` + ``tell`` on its default SQLite database; hyperopt's own
+   ``fmin`` in-process, continuing from the same trials (the objective being free, this is TPE's
+   own time plus fmin's bookkeeping); Optuna's TPE (``TPESampler``, seeded, same space and
+   startup trials) on a SQLite storage and in memory, ``study.ask`` + ``study.tell``. Goals:
+   elearn <= 1.1x fmin, elearn's p95 <= 1.5x its median, elearn faster than Optuna on SQLite.
+   The histories are written in bulk (setup, not timed).
 2. **TPE vs random** on the demo model (``--demo``, minutes): two studies on the same datastore
    and space, one TPE and one random search, each ``--demo-trials`` trials of a 1-worker gang
    of ``training_jobs.train_flights``; the best validation AUC reached after each trial is
    plotted for both (``docs/tuning-tpe-vs-random.png``).
 
-Run from the repository root::
+Run from the repository root (Optuna is a bench-only dependency: ``bench/requirements.txt``)::
 
-    .venv/bin/python -m bench.bench_tuning                  # overhead only, writes docs/benchmarks.md
+    .venv/bin/python -m bench.bench_tuning                  # costs only, writes docs/benchmarks.md
+    .venv/bin/python -m bench.bench_tuning --no-write       # print only
     .venv/bin/python -m bench.bench_tuning --demo           # also TPE vs random on the demo model
 """
 
@@ -21,8 +26,10 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import gc
 import math
 import os
+import random
 import shutil
 import statistics
 import tempfile
@@ -37,7 +44,9 @@ SPACE = {"learning_rate": {"type": "loguniform", "low": 1e-4, "high": 1e-1},
          "batch_size": {"type": "quniform", "low": 256, "high": 4096, "q": 256}}
 DEMO_SPACE = {"learning_rate": {"type": "loguniform", "low": 1e-4, "high": 3e-1},
               "hidden_units": {"type": "choice", "options": [4, 16, 64, 128]}}
-OVERHEAD_GOAL_MS = 50.0
+N_STARTUP = 20
+SEED = 7
+RATIO_GOAL, TAIL_GOAL = 1.1, 1.5
 
 
 def made_up_auc(p: dict) -> float:
@@ -45,70 +54,225 @@ def made_up_auc(p: dict) -> float:
             - 0.1 * abs(p["dropout"] - 0.2) - 0.00001 * abs(p["batch_size"] - 1024))
 
 
-def fill_history(name: str, n: int) -> None:
-    """``n`` finished trials, asked and told in rounds of 50 (setup, not timed)."""
-    from elearn.tuning import StudyConfig, ask, create_study, tell
+def history_points(n: int, seed: int = SEED) -> list[tuple[dict, float]]:
+    """``n`` random points of ``SPACE`` with their made-up AUC: the history every contender starts from."""
+    rng = random.Random(seed)
+    points = []
+    for _ in range(n):
+        p = {"learning_rate": math.exp(rng.uniform(math.log(1e-4), math.log(1e-1))),
+             "hidden_units": rng.choice([16, 32, 64, 128]),
+             "dropout": rng.uniform(0.0, 0.5),
+             "batch_size": int(round(rng.uniform(256, 4096) / 256) * 256)}
+        points.append((p, made_up_auc(p)))
+    return points
 
-    create_study(StudyConfig(name=name, space=SPACE, parallelism=50, max_trials=10_000, n_startup_jobs=20,
-                             early_stopping=None))
-    for r in range(n // 50):
-        for t in ask(name, r, "fill"):
-            tell(t.id, "COMPLETED", made_up_auc(t.params))
+
+class FullCollections:
+    """Counts the garbage collector's full (generation 2) collections while it is open."""
+
+    def __enter__(self):
+        self.count = 0
+        gc.callbacks.append(self._seen)
+        return self
+
+    def _seen(self, phase, info):
+        if phase == "start" and info["generation"] == 2:
+            self.count += 1
+
+    def __exit__(self, *exc):
+        gc.callbacks.remove(self._seen)
 
 
-def time_elearn(name: str, n: int, start_round: int) -> list[float]:
-    from elearn.db import session_scope
-    from elearn.tuning import ask, start_trial, tell
-    from elearn.tuning.dbmodels import SqlStudy
+class Timing:
+    def __init__(self, first: float, times: list[float], full_gcs: int):
+        self.first, self.times, self.full_gcs = first, times, full_gcs
+        self.median = statistics.median(times)
+        self.p95 = percentile(times, .95)
 
-    with session_scope() as s:  # one trial per ask from now on
-        row = s.query(SqlStudy).filter_by(name=name).one()
-        row.config = {**row.config, "parallelism": 1}
+
+def timed(step, n: int) -> Timing:
+    """One untimed (but reported) first step, then ``n`` timed ones."""
+    t0 = time.perf_counter()
+    step(0)
+    first = time.perf_counter() - t0
     times = []
-    for i in range(n):
-        t0 = time.perf_counter()
+    with FullCollections() as full:
+        for i in range(1, n + 1):
+            t0 = time.perf_counter()
+            step(i)
+            times.append(time.perf_counter() - t0)
+    return Timing(first, times, full.count)
+
+
+# ---------------------------------------------------------------- elearn
+
+def fill_elearn(name: str, points: list[tuple[dict, float]], timed_n: int) -> None:
+    """A study holding ``points`` as COMPLETED trials, written in one bulk insert."""
+    from sqlalchemy import insert, select
+
+    from elearn.db import session_scope
+    from elearn.db.base import utcnow
+    from elearn.tuning import StudyConfig, create_study
+    from elearn.tuning.dbmodels import SqlStudy, SqlTrial
+
+    create_study(StudyConfig(name=name, space=SPACE, parallelism=1, max_trials=len(points) + timed_n + 10,
+                             n_startup_jobs=N_STARTUP, early_stopping=None, seed=SEED))
+    now = utcnow()
+    with session_scope() as s:
+        study_id = s.scalar(select(SqlStudy.id).where(SqlStudy.name == name))
+        s.execute(insert(SqlTrial), [
+            {"study_id": study_id, "number": i, "round": i, "params": p, "source": "random", "state": "COMPLETED",
+             "value": v, "dag_run_id": "fill", "result": {}, "launches": 1, "revision": 0, "created_at": now,
+             "ended_at": now} for i, (p, v) in enumerate(points)])
+
+
+def time_elearn(name: str, start_round: int, n: int) -> Timing:
+    from elearn.tuning import ask, start_trial, tell
+
+    def step(i):
         (trial,) = ask(name, start_round + i, "timed")
         start_trial(trial.id, None, "timed")
         tell(trial.id, "COMPLETED", made_up_auc(trial.params))
-        times.append(time.perf_counter() - t0)
-    return times
+
+    return timed(step, n)
 
 
-def time_fmin(history: int, n: int) -> list[float]:
-    """hyperopt's fmin in-process: per-trial time after ``history`` trials (objective free)."""
+# ---------------------------------------------------------------- hyperopt fmin
+
+def time_fmin(points: list[tuple[dict, float]], n: int) -> Timing:
+    """hyperopt's fmin in-process, continuing from ``points`` (its ``Trials`` built from them in memory)."""
     from functools import partial
 
     import numpy as np
-    from hyperopt import Trials, fmin, tpe
+    from hyperopt import JOB_STATE_DONE, STATUS_OK, Trials, fmin, tpe
 
-    from elearn.tuning.space import to_hyperopt
+    from elearn.tuning.space import to_hyperopt, vals_from_params
 
     space = to_hyperopt(SPACE)
     trials = Trials()
-    algo = partial(tpe.suggest, n_startup_jobs=20)
-    fmin(lambda p: -made_up_auc(p), space, algo=algo, max_evals=history, trials=trials,
-         rstate=np.random.default_rng(7), show_progressbar=False)
-    times = []
-    for i in range(n):
-        t0 = time.perf_counter()
-        fmin(lambda p: -made_up_auc(p), space, algo=algo, max_evals=history + i + 1, trials=trials,
-             rstate=np.random.default_rng(8 + i), show_progressbar=False)
-        times.append(time.perf_counter() - t0)
-    return times
+    tids = list(range(len(points)))
+    miscs = [{"tid": i, "cmd": ("domain_attachment", "FMinIter_Domain"), "workdir": None,
+              "idxs": {k: [i] for k in SPACE}, "vals": vals_from_params(SPACE, p)} for i, (p, _) in enumerate(points)]
+    docs = trials.new_trial_docs(tids, [None] * len(points), [{"status": STATUS_OK, "loss": -v} for _, v in points],
+                                 miscs)
+    for doc in docs:
+        doc["state"] = JOB_STATE_DONE
+    trials.insert_trial_docs(docs)
+    trials.refresh()
+    algo = partial(tpe.suggest, n_startup_jobs=N_STARTUP)
+
+    def step(i):
+        fmin(lambda p: -made_up_auc(p), space, algo=algo, max_evals=len(points) + i + 1, trials=trials,
+             rstate=np.random.default_rng(SEED + i), show_progressbar=False)
+
+    return timed(step, n)
 
 
-def overhead_table(history: int, ours: list[float], theirs: list[float]) -> str:
-    med_ours, med_theirs = statistics.median(ours) * 1000, statistics.median(theirs) * 1000
-    met = "met" if med_ours <= OVERHEAD_GOAL_MS else "NOT met"
-    return "\n".join([
-        "| figure | value |",
-        "|---|---|",
-        f"| history | {history:,} finished trials |",
-        f"| elearn ask + start + tell, median / p95 per trial | **{med_ours:.1f} ms** / {percentile(ours, .95) * 1000:.1f} ms "
-        f"(goal <= {OVERHEAD_GOAL_MS:.0f} ms: {met}) |",
-        f"| hyperopt `fmin` in-process, median / p95 per trial | {med_theirs:.1f} ms / {percentile(theirs, .95) * 1000:.1f} ms |",
-        f"| **ratio** elearn / fmin | **{med_ours / med_theirs:.2f}** |",
-    ])
+# ---------------------------------------------------------------- Optuna
+
+def optuna_distributions():
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    return {"learning_rate": FloatDistribution(1e-4, 1e-1, log=True),
+            "hidden_units": CategoricalDistribution([16, 32, 64, 128]),
+            "dropout": FloatDistribution(0.0, 0.5),
+            "batch_size": IntDistribution(256, 4096, step=256)}
+
+
+def fill_optuna(storage, name: str, points: list[tuple[dict, float]]) -> None:
+    import optuna
+
+    dists = optuna_distributions()
+    study = optuna.create_study(storage=storage, study_name=name, direction="maximize")
+    study.add_trials([optuna.trial.create_trial(params=p, distributions=dists, value=v) for p, v in points])
+
+
+def fill_optuna_sqlite(url: str, name: str, points: list[tuple[dict, float]]) -> None:
+    """The SQLite storage filled with ``points``; its connections write without waiting for the
+    disk while filling (setup only: the timed storage is opened afresh with SQLite's defaults)."""
+    from optuna.storages import RDBStorage
+    from sqlalchemy import event
+
+    storage = RDBStorage(url)
+    event.listen(storage.engine, "connect", lambda conn, _: conn.execute("PRAGMA synchronous=OFF"))
+    storage.engine.dispose()
+    fill_optuna(storage, name, points)
+    storage.engine.dispose()
+
+
+def time_optuna(storage, name: str, n: int) -> Timing:
+    import optuna
+
+    dists = optuna_distributions()
+    study = optuna.load_study(study_name=name, storage=storage,
+                              sampler=optuna.samplers.TPESampler(seed=SEED, n_startup_trials=N_STARTUP))
+
+    def step(i):
+        trial = study.ask(dists)
+        study.tell(trial, made_up_auc(trial.params))
+
+    return timed(step, n)
+
+
+def measure(history: int, timed_n: int, home: Path) -> dict[str, Timing]:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    points = history_points(history)
+    name = f"overhead-{history}"
+    t0 = time.perf_counter()
+    fill_elearn(name, points, timed_n + 1)
+    url = f"sqlite:///{home / f'optuna-{history}.db'}"
+    fill_optuna_sqlite(url, name, points)
+    memory = optuna.storages.InMemoryStorage()
+    fill_optuna(memory, name, points)
+    print(f"history {history:,}: filled in {time.perf_counter() - t0:.1f} s", flush=True)
+    out = {"elearn": time_elearn(name, history, timed_n),
+           "fmin": time_fmin(points, timed_n),
+           "optuna_sqlite": time_optuna(url, name, timed_n),
+           "optuna_memory": time_optuna(memory, name, timed_n)}
+    for key, t in out.items():
+        print(f"  {key}: median {t.median * 1000:.1f} ms, p95 {t.p95 * 1000:.1f} ms, first {t.first * 1000:.0f} ms, "
+              f"{t.full_gcs} full collections", flush=True)
+    return out
+
+
+LABELS = {"elearn": "elearn ask + start + tell (SQLite)", "fmin": "hyperopt `fmin` in-process",
+          "optuna_sqlite": "Optuna TPE ask + tell, SQLite storage", "optuna_memory": "Optuna TPE ask + tell, in memory"}
+
+
+def overhead_table(results: dict[int, dict[str, Timing]], timed_n: int) -> str:
+    histories = sorted(results)
+    lines = ["| per trial | " + " | ".join(f"{h:,} finished trials" for h in histories) + " |",
+             "|---|" + "---|" * len(histories)]
+    for key, label in LABELS.items():
+        cells = []
+        for h in histories:
+            t = results[h][key]
+            cells.append(f"{t.median * 1000:.1f} ms / {t.p95 * 1000:.1f} ms / {t.p95 / t.median:.2f}")
+        lines.append(f"| {label}: median / p95 / p95÷median | " + " | ".join(cells) + " |")
+    lines.append("| elearn's first trial in a process (reads the whole study), untimed above | "
+                 + " | ".join(f"{results[h]['elearn'].first * 1000:.0f} ms" for h in histories) + " |")
+    lines.append(f"| full garbage collections during the {timed_n} timed trials: elearn / fmin | "
+                 + " | ".join(f"{results[h]['elearn'].full_gcs} / {results[h]['fmin'].full_gcs}" for h in histories)
+                 + " |")
+
+    def ratio_row(label, key, goal, better):
+        cells = []
+        for h in histories:
+            r = results[h]["elearn"].median / results[h][key].median
+            cells.append(f"**{r:.2f}**" + (f" ({'met' if better(r) else 'NOT met'})" if goal else ""))
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+
+    ratio_row(f"**ratio** elearn / fmin (goal <= {RATIO_GOAL})", "fmin", True, lambda r: r <= RATIO_GOAL)
+    ratio_row("**ratio** elearn / Optuna SQLite (goal < 1)", "optuna_sqlite", True, lambda r: r < 1)
+    ratio_row("ratio elearn / Optuna in memory", "optuna_memory", False, None)
+    tails = []
+    for h in histories:
+        t = results[h]["elearn"]
+        tails.append(f"**{t.p95 / t.median:.2f}** ({'met' if t.p95 / t.median <= TAIL_GOAL else 'NOT met'})")
+    lines.append(f"| **elearn p95 ÷ median** (goal <= {TAIL_GOAL}) | " + " | ".join(tails) + " |")
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------- TPE vs random on the demo model
@@ -177,8 +341,8 @@ def demo_table(curves: dict[str, list[float]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_tuning", description=__doc__.split("\n")[0])
-    parser.add_argument("--history", type=int, default=1000)
-    parser.add_argument("--timed", type=int, default=30, help="trials timed after the history")
+    parser.add_argument("--histories", default="1000,10000", help="finished trials before timing, comma-separated")
+    parser.add_argument("--timed", type=int, default=60, help="trials timed after each history")
     parser.add_argument("--demo", action="store_true", help="also run TPE vs random on the demo model")
     parser.add_argument("--demo-trials", type=int, default=20)
     parser.add_argument("--demo-sample", type=float, default=0.1)
@@ -186,20 +350,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_PAGE)
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
+    histories = [int(h) for h in args.histories.split(",")]
     home = Path(tempfile.mkdtemp(prefix="elearn-bench-tuning-"))
     isolate(home)
     try:
         load_before = os.getloadavg()[0]
-        fill_history("overhead", args.history)
-        ours = time_elearn("overhead", args.timed, args.history // 50 + 1)
-        theirs = time_fmin(args.history, args.timed)
-        table = overhead_table(args.history, ours, theirs)
+        results = {h: measure(h, args.timed, home) for h in histories}
+        table = overhead_table(results, args.timed)
         print(table, flush=True)
         curves, plot = demo(args.demo_trials, args.demo_sample, args.demo_epochs) if args.demo else (None, None)
         load_after = os.getloadavg()[0]
     finally:
         shutil.rmtree(home, ignore_errors=True)
     import hyperopt
+    import optuna
 
     text = f"""## Tuning
 
@@ -207,18 +371,22 @@ Command: `{command_line("bench.bench_tuning")}` (from the repository root)
 
 Date: {datetime.date.today().isoformat()}
 
-Machine: {machine({"hyperopt": hyperopt.__version__})}
+Machine: {machine({"hyperopt": hyperopt.__version__, "optuna": optuna.__version__})}
 
 Code: {code_version()}
 
 Load average (1 min) before / after the run: {load_before:.2f} / {load_after:.2f}
 
-**Suggest + record overhead.** A study (default SQLite database, 4 parameters: loguniform,
-choice, uniform, quniform) holds {args.history:,} finished trials; then {args.timed} more are
-asked, started and told one at a time, each `ask` rebuilding hyperopt's `Trials` from the
-database and running TPE. Baseline: hyperopt's `fmin` in-process with the same space, TPE
-settings and objective, continuing from {args.history:,} trials of its own (the objective
-costs nothing, so this is TPE's own time plus fmin's bookkeeping).
+**Suggest + record cost.** The same history of random points in a 4-parameter space
+(loguniform, choice, uniform, quniform; values from a made-up objective) is given to every
+contender, then {args.timed} more trials are asked and told one at a time, after one untimed trial.
+elearn: a study on its default SQLite database (WAL); each `ask` takes the study's lock, reads
+the trials written since its last call and asks TPE, then `start_trial` and `tell` write the
+trial — three transactions. hyperopt `fmin` in-process, continuing from the same trials in
+memory (the objective costs nothing: TPE's own time plus fmin's bookkeeping). Optuna
+`TPESampler` (seed {SEED}, {N_STARTUP} startup trials, as elearn's study) with `study.ask` + `study.tell`
+on a SQLite storage (Optuna's defaults) and in memory. All TPE settings otherwise the libraries'
+defaults (24 expected-improvement candidates in both).
 
 {table}
 """

@@ -225,3 +225,82 @@ def test_reporting_the_same_epochs_from_two_threads_keeps_one_of_each(elearn_hom
     for th in threads:
         th.join()
     assert curves("s")[t.number] == {1: 0.6, 2: 0.65, 3: 0.7}
+
+
+# ---------------------------------------------------------------- what a process keeps of a study
+
+def play(name, rounds, restart_each_round=False):
+    """Ask and tell ``rounds`` rounds; with ``restart_each_round``, every ask starts from what
+    a fresh process knows (nothing). The points asked, round by round."""
+    from elearn.tuning.history import forget_all
+
+    asked = []
+    for r in range(rounds):
+        if restart_each_round:
+            forget_all()
+        trials = run_round(name, r)
+        asked.append([t.params for t in trials])
+    return asked
+
+
+def test_a_process_that_keeps_the_study_asks_what_a_restarted_one_would(elearn_home):
+    for name in ("kept", "restarted"):
+        create_study(config(name, parallelism=2, max_trials=10, n_startup_jobs=2))
+    kept = play("kept", 5)
+    restarted = play("restarted", 5, restart_each_round=True)
+    assert kept == restarted  # TPE (after 2 random trials) from the same trials gives the same points
+    assert len({tuple(sorted(p.items())) for r in kept for p in r}) == 10
+    assert [t.source for t in trials_of("kept")] == ["tpe"] * 10
+
+
+def test_the_next_ask_sees_what_another_process_wrote(elearn_home):
+    import subprocess
+    import sys
+
+    from testbed import REPO, elearn_env
+
+    create_study(config(parallelism=2, max_trials=10, max_failed_trials=2))
+    a, b = ask("s", 0, "run-1")  # this process now keeps the study
+    code = (f"from elearn.tuning import tell; tell({a.id}, 'COMPLETED', 0.75); "
+            f"tell({b.id}, 'FAILED', error='worker 0 exited with status 1')")
+    subprocess.run([sys.executable, "-c", code], env={**elearn_env(elearn_home), "PYTHONPATH": str(REPO / "plugins")},
+                   check=True, timeout=120)
+    c, d = ask("s", 1, "run-1")  # both finished there: two new trials here, none handed out again
+    assert (c.number, d.number) == (2, 3)
+    tell(c.id, "FAILED", error="worker 1 exited with status 3")
+    assert ask("s", 2, "run-1") == []  # the failure written elsewhere counts
+    assert get_study("s").stop_reason == "2 trials failed (max_failed_trials=2)"
+
+
+def test_a_failed_ask_leaves_nothing_behind_in_the_process(elearn_home, monkeypatch):
+    from elearn.tuning import studies
+
+    for name in ("s", "twin"):  # the same search; the twin's asks never fail
+        create_study(config(name, parallelism=2, max_trials=6, n_startup_jobs=2))
+        run_round(name, 0)
+
+    def broken(*args):
+        raise RuntimeError("the database went away")
+
+    with monkeypatch.context() as m:  # the points are suggested, then storing them fails
+        m.setattr(studies, "TrialRecord", broken)
+        with pytest.raises(RuntimeError, match="the database went away"):
+            ask("s", 1, "run-1")
+    assert [t.number for t in trials_of("s")] == [0, 1]  # nothing stored
+    assert [t.params for t in ask("s", 1, "run-1")] == [t.params for t in ask("twin", 1, "run-1")]
+
+
+def test_the_gpu_budget_stops_the_study(elearn_home):
+    from elearn.compute import GangSpec, runs
+    from elearn.tuning import start_trial
+
+    create_study(config(parallelism=2, max_trials=10, gpu_hour_budget=1.0))
+    first = ask("s", 0, "run-1")
+    for t, gpu_seconds in zip(first, (1800.0, 2700.0)):
+        gang = runs.create_run(GangSpec(name="t", workers=1, module="m"), driver="local", backend=None, run_prefix="r")
+        start_trial(t.id, gang, "run-1")
+        runs.record_usage(gang, {"gpu_seconds": gpu_seconds})
+        runs.finish(gang, "SUCCEEDED")
+        tell(t.id, "COMPLETED", objective(t.params))
+    assert ask("s", 1, "run-1") == []
+    assert get_study("s").stop_reason == "GPU budget spent: 1.25 of 1 GPU-hours"

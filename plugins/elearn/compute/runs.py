@@ -16,7 +16,7 @@ from elearn.compute.dbmodels import SqlGangRestart, SqlGangRun
 from elearn.compute.gang import GangSpec
 from elearn.db import session_scope
 from elearn.errors import NotFound
-from elearn.leases import now, owner_id
+from elearn.leases import now, owner_alive, owner_id
 
 LEASE_S = 120.0
 ACTIVE = ("RUNNING",)
@@ -95,6 +95,33 @@ def get_run(run_id: int) -> GangRun:
         restarts = s.scalars(select(SqlGangRestart).where(SqlGangRestart.gang_run_id == run_id)
                              .order_by(SqlGangRestart.attempt)).all()
         return _entity(row, restarts)
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """What others may ask of a run without its record: ``live`` while it still holds its gang
+    (QUEUED or RUNNING, and its owner's lease fresh), and the GPU time it used."""
+
+    id: int
+    state: str
+    live: bool
+    gpu_seconds: float
+
+
+def run_statuses(run_ids) -> dict[int, RunStatus]:
+    """The status of each of ``run_ids`` that exists (an id without a run is left out)."""
+    ids = sorted(set(run_ids))
+    out: dict[int, RunStatus] = {}
+    if not ids:
+        return out
+    with session_scope() as s:
+        for i in range(0, len(ids), 500):  # well under every database's limit on bound parameters
+            q = (select(SqlGangRun.id, SqlGangRun.state, SqlGangRun.owner, SqlGangRun.lease_expires_at,
+                        SqlGangRun.gpu_seconds).where(SqlGangRun.id.in_(ids[i:i + 500])))
+            for run_id, state, owner, lease, gpu_seconds in s.execute(q):
+                live = state in ("QUEUED", "RUNNING") and owner_alive(owner, lease)
+                out[run_id] = RunStatus(run_id, state, live, gpu_seconds or 0.0)
+    return out
 
 
 def list_runs(limit: int = 100, gang: str | None = None) -> list[GangRun]:

@@ -1,116 +1,41 @@
 """Studies: ask/tell hyperparameter search whose state lives in elearn's database.
 
-Nothing is kept between tasks: every ``ask`` rebuilds hyperopt's ``Trials`` from the trials
-in the database and asks TPE (or random search) for one point per new trial, inserting each
-pending point before the next call and changing the seed (TPE answers one point per call;
-asking for N at once gives N identical points). ``ask`` is also where a study resumes: trials
-a killed DAG run left PENDING or RUNNING (their gang is gone) are handed out again with the
-same parameters, and only finished trials count towards ``max_trials``.
+The database is the study. A process keeps what it read of a study between calls (its
+``history``: the trials, hyperopt's ``Domain`` and ``Trials``) and, under the study's lock,
+reads only the trials written since, so ``ask`` costs what hyperopt's own loop costs while any
+process — a retried task, another Airflow worker, a restarted scheduler — asks from the same
+trials and gets the same points. ``ask`` is also where a study resumes: trials a killed DAG run
+left PENDING or RUNNING (their gang is gone) are handed out again with the same parameters, and
+only finished trials count towards ``max_trials``.
+
+Every write to a study's trials takes the study's lock and next revision first (one UPDATE of
+the study's row, held to the end of the transaction), then stamps that revision on the rows.
 """
 
 from __future__ import annotations
 
 import math
-import statistics
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 
-from sqlalchemy import func, select, update
-from sqlalchemy.orm import defer
+from sqlalchemy import func, insert, select, update
 
-from elearn.db import serialize, session_scope
-from elearn.errors import Conflict, InvalidInput, NotFound
+from elearn.db import session_scope
 from elearn.db.base import utcnow
+from elearn.errors import Conflict, InvalidInput, NotFound
 from elearn.tuning.dbmodels import SqlStudy, SqlTrial, SqlTrialMetric
-from elearn.tuning.space import params_from_vals, to_hyperopt, validate_space, vals_from_params
+from elearn.tuning.entities import COUNTED, FINISHED, UNFINISHED, Study, StudyConfig, Trial
+from elearn.tuning.history import StudyHistory, TrialRecord, open_history
+from elearn.tuning.plot import save_convergence_plot
+from elearn.tuning.stopping import Progress, median_rule, stop_reason
 
-ALGORITHMS = ("tpe", "random")
-FINISHED = ("COMPLETED", "STOPPED", "FAILED")
-COUNTED = ("COMPLETED", "STOPPED")  # what TPE learns from (a stopped trial with its last value)
-
-
-@dataclass(frozen=True)
-class StudyConfig:
-    """What a study searches and when it ends. ``n_startup_jobs``: random trials before TPE
-    models anything (hyperopt's default of 20 suits big budgets, not a nightly run of 4).
-    ``early_stopping``: the median stopping rule's ``min_trials`` (finished trials to compare
-    with) and ``min_epochs`` (epochs a trial runs before it can be stopped); None turns it off.
-    ``patience_rounds``: stop after this many rounds without a better best value."""
-
-    name: str
-    space: dict
-    metric: str = "auc"
-    direction: str = "maximize"
-    algorithm: str = "tpe"
-    parallelism: int = 2
-    max_trials: int = 4
-    n_startup_jobs: int = 2
-    max_failed_trials: int = 2
-    gpu_hour_budget: float | None = None
-    patience_rounds: int | None = None
-    seed: int = 7
-    early_stopping: dict | None = field(default_factory=lambda: {"min_trials": 2, "min_epochs": 1})
-    warm_start_from: str | None = None
-    warm_start_top: int = 2
-
-    def __post_init__(self):
-        import re
-
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}", self.name or ""):
-            raise InvalidInput(f"study name {self.name!r} must be 1-128 letters, digits, '_', '.' or '-'")
-        validate_space(self.space)
-        if self.direction not in ("maximize", "minimize"):
-            raise InvalidInput(f"study {self.name}: direction must be maximize or minimize, got {self.direction!r}")
-        if self.algorithm not in ALGORITHMS:
-            raise InvalidInput(f"study {self.name}: algorithm must be one of {', '.join(ALGORITHMS)}")
-        for key in ("parallelism", "max_trials", "max_failed_trials"):
-            if getattr(self, key) < 1:
-                raise InvalidInput(f"study {self.name}: {key} must be at least 1")
-        if self.n_startup_jobs < 0 or (self.patience_rounds is not None and self.patience_rounds < 1):
-            raise InvalidInput(f"study {self.name}: n_startup_jobs must be >= 0 and patience_rounds >= 1")
-        if self.gpu_hour_budget is not None and self.gpu_hour_budget <= 0:
-            raise InvalidInput(f"study {self.name}: gpu_hour_budget must be positive")
-
-    @property
-    def rounds(self) -> int:
-        """Rounds a DAG unrolls: enough for ``max_trials`` at ``parallelism`` per round."""
-        return math.ceil(self.max_trials / self.parallelism)
-
-    def loss(self, value: float) -> float:
-        return -value if self.direction == "maximize" else value
-
-    def better(self, a: float, b: float) -> bool:
-        return a > b if self.direction == "maximize" else a < b
+NO_SYNC = {"synchronize_session": False}  # bulk UPDATEs: no ORM objects to keep in step
 
 
-@dataclass(frozen=True)
-class Trial:
-    id: int
-    study: str
-    number: int
-    round: int
-    params: dict
-    source: str
-    state: str
-    value: float | None
-    error: str | None
-    gang_run_id: int | None
-    result: dict
-    launches: int
-
-
-@dataclass(frozen=True)
-class Study:
-    name: str
-    config: StudyConfig
-    state: str
-    stop_reason: str | None
-    plot_key: str | None
-
-
-def _trial(row: SqlTrial, study: str) -> Trial:
+def _trial(row, study: str, error: str | None = None, result: dict | None = None) -> Trial:
+    """A ``Trial`` from a ``SqlTrial`` or a ``TrialRecord`` (which leaves error and result to the caller)."""
     return Trial(id=row.id, study=study, number=row.number, round=row.round, params=row.params, source=row.source,
-                 state=row.state, value=row.value, error=row.error, gang_run_id=row.gang_run_id,
-                 result=row.result or {}, launches=row.launches)
+                 state=row.state, value=row.value, error=getattr(row, "error", error),
+                 gang_run_id=row.gang_run_id, result=getattr(row, "result", result) or {}, launches=row.launches)
 
 
 def _study(row: SqlStudy) -> Study:
@@ -118,14 +43,40 @@ def _study(row: SqlStudy) -> Study:
                  plot_key=row.plot_key)
 
 
-def _row(s, name: str, lock: bool = False) -> SqlStudy:
+def _row(s, name: str) -> SqlStudy:
     row = s.scalar(select(SqlStudy).where(SqlStudy.name == name))
     if row is None:
         raise NotFound(f"study {name!r} does not exist")
-    if lock:  # one ask/tell at a time per study
-        serialize(s, f"elearn-study:{row.id}",
-                  update(SqlStudy).where(SqlStudy.id == row.id).values(updated_at=utcnow()))
     return row
+
+
+def _lock(s, name: str):
+    """Take study ``name``'s lock until ``s``'s transaction ends, and its next revision: one
+    UPDATE of its row (a row lock on PostgreSQL, the write lock on SQLite), so one ask, tell or
+    end of round at a time per study. Its id, revision, state, config and created_at."""
+    row = s.execute(update(SqlStudy).where(SqlStudy.name == name)
+                    .values(revision=SqlStudy.revision + 1, updated_at=utcnow())
+                    .returning(SqlStudy.id, SqlStudy.revision, SqlStudy.state, SqlStudy.config, SqlStudy.created_at)
+                    .execution_options(**NO_SYNC)).one_or_none()
+    if row is None:
+        raise NotFound(f"study {name!r} does not exist")
+    return row
+
+
+def _lock_of_trial(s, trial_id: int) -> int:
+    """Take the lock of the study trial ``trial_id`` belongs to (as ``_lock``); the revision
+    the trial's write takes."""
+    study_id = select(SqlTrial.study_id).where(SqlTrial.id == trial_id).scalar_subquery()
+    revision = s.execute(update(SqlStudy).where(SqlStudy.id == study_id)
+                         .values(revision=SqlStudy.revision + 1, updated_at=utcnow())
+                         .returning(SqlStudy.revision).execution_options(**NO_SYNC)).scalar_one_or_none()
+    if revision is None:
+        raise NotFound(f"trial {trial_id} does not exist")
+    return revision
+
+
+def _history(s, study):
+    return open_history(s, study.id, study.created_at, study.config, study.revision)
 
 
 # ---------------------------------------------------------------------- studies
@@ -139,7 +90,7 @@ def create_study(config: StudyConfig) -> Study:
         if row is None:
             if config.warm_start_from:
                 _row(s, config.warm_start_from)  # must exist
-            row = SqlStudy(name=config.name, config=wanted, state="RUNNING")
+            row = SqlStudy(name=config.name, config=wanted, state="RUNNING", revision=0)
             s.add(row)
             s.flush()
         elif row.config != wanted:
@@ -179,66 +130,42 @@ def best_trial(name: str) -> Trial | None:
 
 # ---------------------------------------------------------------------- ask
 
-def _trials_for_hyperopt(config: StudyConfig, rows: list[SqlTrial]):
-    """hyperopt ``Trials`` holding every trial of the study; finished ones with their loss."""
-    from hyperopt import JOB_STATE_DONE, JOB_STATE_ERROR, JOB_STATE_RUNNING, STATUS_FAIL, STATUS_OK, Trials
+def _progress(history: StudyHistory) -> Progress:
+    def gpu_seconds() -> float:
+        from elearn.compute.runs import run_statuses
 
-    tids, results, miscs, states = [], [], [], []
-    for row in rows:
-        if row.state in COUNTED and row.value is not None:
-            result, state = {"status": STATUS_OK, "loss": config.loss(row.value)}, JOB_STATE_DONE
-        elif row.state == "FAILED":
-            result, state = {"status": STATUS_FAIL}, JOB_STATE_ERROR
+        ids = [t.gang_run_id for t in history.trials.values() if t.gang_run_id is not None]
+        return sum(status.gpu_seconds for status in run_statuses(ids).values())
+
+    return Progress(finished=history.finished, failed=history.states["FAILED"], trials=history.trials.values(),
+                    gpu_seconds=gpu_seconds)
+
+
+def _stale(history: StudyHistory, dag_run_id: str | None) -> list[TrialRecord]:
+    """Trials handed out before whose work is gone, by number: re-launch them (same parameters)."""
+    from elearn.compute.runs import run_statuses
+
+    unfinished = [history.trials[n] for n in sorted(history.unfinished)]
+    gangs = [t.gang_run_id for t in unfinished if t.state == "RUNNING" and t.gang_run_id is not None]
+    statuses = run_statuses(gangs) if gangs else {}
+    stale = []
+    for t in unfinished:
+        if t.state == "PENDING" or t.gang_run_id is None:
+            gone = t.dag_run_id != dag_run_id  # another (dead) DAG run asked for it and never ran it
         else:
-            result, state = {"status": "new"}, JOB_STATE_RUNNING
-        tids.append(row.number)
-        results.append(result)
-        states.append(state)
-        miscs.append({"tid": row.number, "cmd": ("domain_attachment", "FMinIter_Domain"), "workdir": None,
-                      "idxs": {k: [row.number] for k in config.space},
-                      "vals": vals_from_params(config.space, row.params)})
-    trials = Trials()
-    if tids:  # one batch: inserting trial by trial costs O(n^2) in hyperopt's bookkeeping
-        docs = trials.new_trial_docs(tids, [None] * len(tids), results, miscs)
-        for doc, state in zip(docs, states):
-            doc["state"] = state
-        trials.insert_trial_docs(docs)
-    trials.refresh()
-    return trials
+            status = statuses.get(t.gang_run_id)
+            gone = status is None or not status.live
+        if gone:
+            stale.append(t)
+    return stale
 
 
-def _suggest(config: StudyConfig, rows: list[SqlTrial], numbers: list[int]) -> list[dict]:
-    """One new point per trial number, each suggested knowing the ones before it."""
-    from functools import partial
-
-    from hyperopt import Domain, rand, tpe
-
-    domain = Domain(lambda params: 0.0, to_hyperopt(config.space))
-    algo = partial(tpe.suggest, n_startup_jobs=config.n_startup_jobs) if config.algorithm == "tpe" else rand.suggest
-    trials = _trials_for_hyperopt(config, rows)
-    points = []
-    for number in numbers:
-        docs = algo([number], domain, trials, config.seed * 100_003 + number)  # a new seed per call
-        trials.insert_trial_docs(docs)  # pending: the next call knows this point is taken
-        trials.refresh()
-        points.append(params_from_vals(config.space, docs[0]["misc"]["vals"]))
-    return points
-
-
-def _stale(s, row: SqlTrial, dag_run_id: str | None) -> bool:
-    """A trial handed out before whose work is gone: re-launch it (same parameters)."""
-    from elearn.compute.dbmodels import SqlGangRun
-    from elearn.leases import owner_alive
-
-    if row.state == "PENDING":
-        return row.dag_run_id != dag_run_id  # another (dead) DAG run asked for it and never ran it
-    if row.state != "RUNNING":
-        return False
-    if row.gang_run_id is None:
-        return row.dag_run_id != dag_run_id
-    gang = s.get(SqlGangRun, row.gang_run_id)
-    return gang is None or gang.state not in ("QUEUED", "RUNNING") or not owner_alive(gang.owner,
-                                                                                    gang.lease_expires_at)
+def _stored(s, name: str, records: list[TrialRecord]) -> list[Trial]:
+    """Trials handed out again, with the error and result their rows hold."""
+    ids = [t.id for t in records]
+    extra = {i: (e, r) for i, e, r in s.execute(select(SqlTrial.id, SqlTrial.error, SqlTrial.result)
+                                                .where(SqlTrial.id.in_(ids)))} if ids else {}
+    return [_trial(t, name, *extra[t.id]) for t in records]
 
 
 def ask(name: str, round_: int, dag_run_id: str | None = None) -> list[Trial]:
@@ -247,43 +174,58 @@ def ask(name: str, round_: int, dag_run_id: str | None = None) -> list[Trial]:
     study has stopped (and the reason recorded). Asking again in the same DAG run and round
     returns the same trials."""
     with session_scope() as s:
-        study = _row(s, name, lock=True)
-        config = StudyConfig(**study.config)
+        study = _lock(s, name)
         if study.state == "STOPPED":
             return []
-        # results (training outputs) can be large and ask never needs them
-        rows = list(s.scalars(select(SqlTrial).options(defer(SqlTrial.result), defer(SqlTrial.error))
-                              .where(SqlTrial.study_id == study.id).order_by(SqlTrial.number)))
-        reason = _stop_reason(s, config, rows)
-        if reason:
-            study.state, study.stop_reason = "STOPPED", reason
-            return []
-        mine = [r for r in rows if r.round == round_ and r.dag_run_id == dag_run_id and r.state == "PENDING"]
-        if mine:  # this task ran before (a retry): the same answer
-            return [_trial(r, name) for r in mine]
-        relaunch = [r for r in rows if _stale(s, r, dag_run_id)][:config.parallelism]
-        for r in relaunch:
-            r.state, r.round, r.dag_run_id, r.gang_run_id = "PENDING", round_, dag_run_id, None
-        taken = sum(1 for r in rows if r.state in FINISHED or r.state in ("PENDING", "RUNNING"))
-        room = min(config.parallelism - len(relaunch), config.max_trials - taken)
-        new_rows = []
-        if room > 0:
-            numbers = list(range(len(rows), len(rows) + room))
-            warm = _warm_start_points(s, config, rows)[:room]
-            points = [(p, "warm-start") for p in warm]
-            points += [(p, config.algorithm) for p in _suggest(config, rows, numbers[len(warm):])] \
-                if room > len(warm) else []
-            for number, (params, source) in zip(numbers, points):
-                row = SqlTrial(study_id=study.id, number=number, round=round_, params=params, source=source,
-                               state="PENDING", dag_run_id=dag_run_id, result={}, launches=0)
-                s.add(row)
-                new_rows.append(row)
-                rows.append(row)  # the next suggestion knows it
-            s.flush()
-        return [_trial(r, name) for r in relaunch + new_rows]
+        with _history(s, study) as history:
+            config = history.config
+            reason = stop_reason(config, _progress(history))
+            if reason:
+                s.execute(update(SqlStudy).where(SqlStudy.id == study.id)
+                          .values(state="STOPPED", stop_reason=reason).execution_options(**NO_SYNC))
+                return []
+            mine = [history.trials[n] for n in sorted(history.unfinished)]
+            mine = [t for t in mine if t.round == round_ and t.dag_run_id == dag_run_id and t.state == "PENDING"]
+            if mine:  # this task ran before (a retry): the same answer
+                return _stored(s, name, mine)
+            relaunch = _stale(history, dag_run_id)[:config.parallelism]
+            if relaunch:
+                s.execute(update(SqlTrial).where(SqlTrial.id.in_([t.id for t in relaunch]))
+                          .values(state="PENDING", round=round_, dag_run_id=dag_run_id, gang_run_id=None,
+                                  revision=study.revision).execution_options(**NO_SYNC))
+                relaunch = [TrialRecord(t.id, t.number, round_, t.params, t.source, "PENDING", t.value, None,
+                                        dag_run_id, t.launches) for t in relaunch]
+                handed_out = _stored(s, name, relaunch)
+                history.apply(relaunch)
+            else:
+                handed_out = []
+            taken = history.count(FINISHED + UNFINISHED)
+            room = min(config.parallelism - len(relaunch), config.max_trials - taken)
+            if room > 0:
+                handed_out += _new_trials(s, name, study, history, round_, dag_run_id, room)
+            return handed_out
 
 
-def _warm_start_points(s, config: StudyConfig, rows: list[SqlTrial]) -> list[dict]:
+def _new_trials(s, name, study, history: StudyHistory, round_: int, dag_run_id: str | None,
+                room: int) -> list[Trial]:
+    """``room`` new trials: the warm-start points first, then the algorithm's."""
+    config = history.config
+    numbers = list(range(len(history.trials), len(history.trials) + room))
+    warm = _warm_start_points(s, config, history)[:room]
+    points = [(p, config.algorithm) for p in history.search.suggest(numbers[len(warm):])] if room > len(warm) else []
+    points = [(p, "warm-start") for p in warm] + points
+    records = []
+    for number, (params, source) in zip(numbers, points):
+        trial_id = s.execute(insert(SqlTrial).values(
+            study_id=study.id, number=number, round=round_, params=params, source=source, state="PENDING",
+            dag_run_id=dag_run_id, result={}, launches=0, revision=study.revision, created_at=utcnow())
+            .returning(SqlTrial.id)).scalar_one()
+        records.append(TrialRecord(trial_id, number, round_, params, source, "PENDING", None, None, dag_run_id, 0))
+    history.apply(records)
+    return [_trial(t, name) for t in records]
+
+
+def _warm_start_points(s, config: StudyConfig, history: StudyHistory) -> list[dict]:
     """The best points of ``warm_start_from`` not yet tried in this study."""
     if not config.warm_start_from:
         return []
@@ -292,7 +234,7 @@ def _warm_start_points(s, config: StudyConfig, rows: list[SqlTrial]) -> list[dic
     done = s.scalars(select(SqlTrial).where(SqlTrial.study_id == earlier.id, SqlTrial.state.in_(COUNTED),
                                             SqlTrial.value.is_not(None))).all()
     ranked = sorted(done, key=lambda r: earlier_cfg.loss(r.value))[:config.warm_start_top]
-    tried = [r.params for r in rows]
+    tried = [t.params for t in history.trials.values()]
     return [r.params for r in ranked if set(r.params) == set(config.space) and r.params not in tried]
 
 
@@ -300,11 +242,10 @@ def _warm_start_points(s, config: StudyConfig, rows: list[SqlTrial]) -> list[dic
 
 def start_trial(trial_id: int, gang_run_id: int | None, dag_run_id: str | None) -> None:
     with session_scope() as s:
-        row = s.get(SqlTrial, trial_id)
-        if row is None:
-            raise NotFound(f"trial {trial_id} does not exist")
-        row.state, row.gang_run_id, row.dag_run_id = "RUNNING", gang_run_id, dag_run_id
-        row.launches += 1
+        revision = _lock_of_trial(s, trial_id)
+        s.execute(update(SqlTrial).where(SqlTrial.id == trial_id)
+                  .values(state="RUNNING", gang_run_id=gang_run_id, dag_run_id=dag_run_id,
+                          launches=SqlTrial.launches + 1, revision=revision).execution_options(**NO_SYNC))
 
 
 def tell(trial_id: int, state: str, value: float | None = None, error: str | None = None,
@@ -315,11 +256,10 @@ def tell(trial_id: int, state: str, value: float | None = None, error: str | Non
     if state in COUNTED and (value is None or not math.isfinite(value)):
         raise InvalidInput(f"trial {trial_id}: a {state} trial needs a finite value, got {value!r}")
     with session_scope() as s:
-        row = s.get(SqlTrial, trial_id)
-        if row is None:
-            raise NotFound(f"trial {trial_id} does not exist")
-        row.state, row.value, row.error, row.ended_at = state, value, error[:8000] if error else None, utcnow()
-        row.result = result or {}
+        revision = _lock_of_trial(s, trial_id)
+        s.execute(update(SqlTrial).where(SqlTrial.id == trial_id)
+                  .values(state=state, value=value, error=error[:8000] if error else None, ended_at=utcnow(),
+                          result=result or {}, revision=revision).execution_options(**NO_SYNC))
 
 
 def report_epochs(trial_id: int, values: dict[int, float]) -> None:
@@ -353,80 +293,42 @@ def curves(name: str) -> dict[int, dict[int, float]]:
 
 
 def should_stop_early(trial_id: int) -> tuple[bool, str]:
-    """The median stopping rule: stop a trial whose best value so far is worse than the median
-    of the finished trials' best values up to the same epoch (after ``min_epochs``, with at
-    least ``min_trials`` to compare with)."""
+    """Whether trial ``trial_id`` should stop now by the median stopping rule
+    (``stopping.median_rule``), and why."""
     with session_scope() as s:
         row = s.get(SqlTrial, trial_id)
-        study = s.get(SqlStudy, row.study_id)
-        config = StudyConfig(**study.config)
-        rule = config.early_stopping
-        if not rule:
+        if row is None:
+            raise NotFound(f"trial {trial_id} does not exist")
+        config = StudyConfig(**s.scalar(select(SqlStudy.config).where(SqlStudy.id == row.study_id)))
+        if not config.early_stopping:
             return False, ""
-        mine = dict(s.execute(select(SqlTrialMetric.epoch, SqlTrialMetric.value)
-                              .where(SqlTrialMetric.trial_id == trial_id)).all())
-        if not mine or max(mine) < rule.get("min_epochs", 1):
-            return False, ""
-        epoch = max(mine)
-        pick = max if config.direction == "maximize" else min
-        own = pick(v for e, v in mine.items() if e <= epoch)
-        others = []
-        for other in s.scalars(select(SqlTrial).where(SqlTrial.study_id == study.id, SqlTrial.id != trial_id,
-                                                      SqlTrial.state.in_(COUNTED))):
-            values = [v for e, v in s.execute(select(SqlTrialMetric.epoch, SqlTrialMetric.value)
-                                              .where(SqlTrialMetric.trial_id == other.id)).all() if e <= epoch]
-            if values:
-                others.append(pick(values))
-        if len(others) < rule.get("min_trials", 2):
-            return False, ""
-        median = statistics.median(others)
-        if config.better(median, own):
-            return True, (f"median stopping rule: best {config.metric} {own:.4f} by epoch {epoch} is worse than "
-                          f"the median {median:.4f} of {len(others)} finished trials")
-        return False, ""
+        own = dict(s.execute(select(SqlTrialMetric.epoch, SqlTrialMetric.value)
+                             .where(SqlTrialMetric.trial_id == trial_id)).all())
+
+        def others(epoch: int) -> list[float]:
+            """Each other finished trial's best value up to ``epoch`` (those with a value by then)."""
+            pick = func.max if config.direction == "maximize" else func.min
+            q = (select(pick(SqlTrialMetric.value)).join(SqlTrial, SqlTrial.id == SqlTrialMetric.trial_id)
+                 .where(SqlTrial.study_id == row.study_id, SqlTrial.id != trial_id, SqlTrial.state.in_(COUNTED),
+                        SqlTrialMetric.epoch <= epoch)
+                 .group_by(SqlTrialMetric.trial_id))
+            return list(s.scalars(q))
+
+        return median_rule(config, own, others)
 
 
-# ---------------------------------------------------------------------- stopping
-
-def _stop_reason(s, config: StudyConfig, rows: list[SqlTrial]) -> str | None:
-    finished = [r for r in rows if r.state in FINISHED]
-    failed = [r for r in rows if r.state == "FAILED"]
-    if len(failed) >= config.max_failed_trials:
-        return f"{len(failed)} trials failed (max_failed_trials={config.max_failed_trials})"
-    if len(finished) >= config.max_trials:
-        return f"max_trials={config.max_trials} reached"
-    if config.gpu_hour_budget is not None:
-        from elearn.compute.dbmodels import SqlGangRun
-
-        ids = [r.gang_run_id for r in rows if r.gang_run_id is not None]
-        used = s.scalar(select(func.coalesce(func.sum(SqlGangRun.gpu_seconds), 0.0))
-                        .where(SqlGangRun.id.in_(ids))) if ids else 0.0
-        if used / 3600 >= config.gpu_hour_budget:
-            return f"GPU budget spent: {used / 3600:.2f} of {config.gpu_hour_budget:g} GPU-hours"
-    if config.patience_rounds:
-        best, best_round = None, None
-        for r in sorted((r for r in rows if r.state in COUNTED and r.value is not None), key=lambda r: r.round):
-            if best is None or config.better(r.value, best):
-                best, best_round = r.value, r.round
-        last_round = max((r.round for r in finished), default=None)
-        if best_round is not None and last_round - best_round >= config.patience_rounds:
-            return f"no better {config.metric} for {last_round - best_round} rounds (patience_rounds=" \
-                   f"{config.patience_rounds}); best {best:.4f} in round {best_round}"
-    return None
-
+# ---------------------------------------------------------------------- end of a round
 
 def end_round(name: str) -> Study:
     """After a round: record a stop reason if the study is done, and redraw its plot."""
     with session_scope() as s:
-        study = _row(s, name, lock=True)
-        config = StudyConfig(**study.config)
-        rows = list(s.scalars(select(SqlTrial).where(SqlTrial.study_id == study.id)))
+        study = _lock(s, name)
         if study.state == "RUNNING":
-            reason = _stop_reason(s, config, rows)
-            if reason:
-                study.state, study.stop_reason = "STOPPED", reason
-    from elearn.tuning.plot import save_convergence_plot
-
+            with _history(s, study) as history:
+                reason = stop_reason(history.config, _progress(history))
+                if reason:
+                    s.execute(update(SqlStudy).where(SqlStudy.id == study.id)
+                              .values(state="STOPPED", stop_reason=reason).execution_options(**NO_SYNC))
     key = save_convergence_plot(get_study(name), trials_of(name), curves(name))
     with session_scope() as s:
         _row(s, name).plot_key = key
