@@ -72,7 +72,7 @@ def test_worker_reads_its_input_with_pyiceberg_alone(elearn_home, tmp_path, monk
     # what a training program does with nothing but pyiceberg and its own database URL
     from elearn import config
 
-    table = SqlCatalog(spec["catalog_name"], uri=config.get("database_url"), **spec["catalog"]).load_table(spec["table"])
+    table = SqlCatalog(spec["catalog_name"], uri=config.load().database_url, **spec["catalog"]).load_table(spec["table"])
     assert table.scan(snapshot_id=spec["snapshot_id"]).to_arrow().num_rows == 10
     monkeypatch.setenv("ELEARN_DATASTORE_WK", env["ELEARN_DATASTORE_WK"])
     assert from_worker_env("wk").snapshot_id == s1.snapshot_id

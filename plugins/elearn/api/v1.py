@@ -46,18 +46,12 @@ def _by(request: Request) -> str:
 
 # ---------------------------------------------------------------- datastores
 
-@router.get("/datastores", tags=["datastores"], summary="datastores with rows and snapshot counts")
-def list_datastores() -> list[dict]:
-    from elearn.datastores import open_table
-    from elearn.datastores.catalog import list_datastores as names
+@router.get("/datastores", tags=["datastores"], summary="datastores with rows and snapshot counts, by name")
+def list_datastores(limit: LIMIT = 100, offset: OFFSET = 0) -> list[dict]:
+    from elearn.datastores.catalog import datastore_summaries
 
-    out = []
-    for name in names():
-        table = open_table(name)
-        current = table.current_snapshot()
-        out.append({"name": name, "rows": int(current.summary["total-records"]) if current else 0,
-                    "snapshots": len(table.snapshots()), "current_snapshot": current.snapshot_id if current else None})
-    return out
+    return [{"name": d.name, "rows": d.rows, "snapshots": d.snapshots, "current_snapshot": d.current_snapshot}
+            for d in datastore_summaries(limit=limit, offset=offset)]
 
 
 @router.get("/datastores/{name}", tags=["datastores"], summary="a datastore: schema and current snapshot")
@@ -77,9 +71,9 @@ def get_datastore(name: DATASTORE) -> dict:
 @router.get("/datastores/{name}/snapshots", tags=["datastores"],
             summary="snapshots, newest first, with provenance and column statistics")
 def list_snapshots(name: DATASTORE, limit: LIMIT = 100, offset: OFFSET = 0) -> list[dict]:
-    from elearn.datastores.history import snapshot_history
+    from elearn.datastores.history import snapshot_page
 
-    return jsonable_encoder(list(reversed(snapshot_history(name)))[offset:offset + limit])
+    return jsonable_encoder(snapshot_page(name, limit=limit, offset=offset))
 
 
 @router.get("/datastores/{name}/snapshots/{snapshot_id}", tags=["datastores"], summary="one snapshot")

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from dataclasses import dataclass
 
 from pyiceberg.catalog import Catalog
-from pyiceberg.catalog.sql import SqlCatalog
-from pyiceberg.table import Table
+from pyiceberg.catalog.sql import IcebergTables, SqlCatalog
+from pyiceberg.table import CommitTableResponse, Table
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from elearn import config
 
@@ -28,20 +31,34 @@ class ElearnSqlCatalog(SqlCatalog):
         each commit writes a new file and never changes an old one, and parsed metadata is
         immutable. (With 1,000 snapshots a parse takes ~80 ms: every API call opened the table.)"""
         location = orm_table.metadata_location
-        with _LOCK:
-            metadata = _METADATA.get(location)
-            if metadata is not None:
-                _METADATA.move_to_end(location)
+        metadata = _cached(location)
         if metadata is None:
             table = super()._convert_orm_to_iceberg(orm_table)
-            with _LOCK:
-                _METADATA[location] = table.metadata
-                while len(_METADATA) > METADATA_CACHE_SIZE:
-                    _METADATA.popitem(last=False)
+            _remember(location, table.metadata)
             return table
         return Table(identifier=Catalog.identifier_to_tuple(orm_table.table_namespace) + (orm_table.table_name,),
                      metadata=metadata, metadata_location=location,
                      io=self._load_file_io(metadata.properties, location), catalog=self)
+
+    def commit_table(self, table, requirements, updates) -> CommitTableResponse:
+        """As pyiceberg's; the metadata it just wrote is remembered, so the next load of the table
+        (the next registration, an API call) does not parse it back from the file."""
+        response = super().commit_table(table, requirements, updates)
+        _remember(response.metadata_location, response.metadata)
+        return response
+
+    def table_rows(self, namespace: str, *, limit: int | None = None, offset: int = 0) -> list[IcebergTables]:
+        """The catalog's rows of ``namespace``'s tables (name, metadata location), by name, one page."""
+        by_name = IcebergTables.table_name
+        if self.engine.dialect.name == "postgresql":  # in code-point order, as Python sorts, whatever the locale
+            by_name = by_name.collate("C")
+        stmt = (select(IcebergTables).where(IcebergTables.catalog_name == self.name,
+                                            IcebergTables.table_namespace == namespace)
+                .order_by(by_name).offset(offset or None).limit(limit))
+        if (type_filter := self._iceberg_type_filter()) is not None:
+            stmt = stmt.where(type_filter)
+        with Session(self.engine, expire_on_commit=False) as session:
+            return list(session.scalars(stmt))
 
 
 METADATA_CACHE_SIZE = 32
@@ -49,13 +66,38 @@ _METADATA: OrderedDict = OrderedDict()  # metadata file location -> parsed Table
 _LOCK = threading.Lock()
 
 
+def _cached(location: str):
+    with _LOCK:
+        metadata = _METADATA.get(location)
+        if metadata is not None:
+            _METADATA.move_to_end(location)
+        return metadata
+
+
+def _remember(location: str, metadata) -> None:
+    with _LOCK:
+        _METADATA[location] = metadata
+        _METADATA.move_to_end(location)
+        while len(_METADATA) > METADATA_CACHE_SIZE:
+            _METADATA.popitem(last=False)
+
+
+_CATALOGS: dict[tuple, ElearnSqlCatalog] = {}
+
+
 def get_catalog(database_url: str | None = None, warehouse: str | None = None) -> Catalog:
+    """elearn's catalog for the configured (or given) database and warehouse. One instance per
+    configuration in a process: building one probes the catalog's tables (two queries)."""
     from elearn.db import get_engine
 
     props = config.load().catalog_properties
     props["uri"] = database_url or props["uri"]
     props["warehouse"] = warehouse or props["warehouse"]
-    return ElearnSqlCatalog(CATALOG_NAME, get_engine(props["uri"]), **props)
+    key = tuple(sorted(props.items()))
+    catalog = _CATALOGS.get(key)
+    if catalog is None:
+        catalog = _CATALOGS[key] = ElearnSqlCatalog(CATALOG_NAME, get_engine(props["uri"]), **props)
+    return catalog
 
 
 def list_datastores(catalog: Catalog | None = None) -> list[str]:
@@ -64,3 +106,42 @@ def list_datastores(catalog: Catalog | None = None) -> list[str]:
     if (NAMESPACE,) not in catalog.list_namespaces():
         return []
     return sorted(ident[-1] for ident in catalog.list_tables(NAMESPACE))
+
+
+@dataclass(frozen=True)
+class DatastoreSummary:
+    """A datastore as its current metadata file describes it."""
+
+    name: str
+    current_snapshot: int | None
+    rows: int          # of the current snapshot
+    snapshots: int     # still in the table
+
+
+SUMMARY_CACHE_SIZE = 4096
+_SUMMARIES: OrderedDict = OrderedDict()  # metadata file location -> DatastoreSummary
+
+
+def datastore_summaries(*, limit: int | None = None, offset: int = 0,
+                        catalog: ElearnSqlCatalog | None = None) -> list[DatastoreSummary]:
+    """One page of the datastores, by name: one catalog query for the page's rows, and each
+    table's summary from its metadata file. A metadata file never changes, so its summary is
+    computed once per process (the file parsed only then) and kept, a few numbers per table."""
+    catalog = catalog or get_catalog()
+    out = []
+    for row in catalog.table_rows(NAMESPACE, limit=limit, offset=offset):
+        location = row.metadata_location
+        with _LOCK:
+            summary = _SUMMARIES.get(location)
+        if summary is None:
+            table = catalog._convert_orm_to_iceberg(row)
+            current = table.current_snapshot()
+            summary = DatastoreSummary(name=row.table_name, current_snapshot=current.snapshot_id if current else None,
+                                       rows=int(current.summary["total-records"]) if current else 0,
+                                       snapshots=len(table.snapshots()))
+            with _LOCK:
+                _SUMMARIES[location] = summary
+                while len(_SUMMARIES) > SUMMARY_CACHE_SIZE:
+                    _SUMMARIES.popitem(last=False)
+        out.append(summary)
+    return out

@@ -1,4 +1,10 @@
-"""A datastore's snapshots with their provenance and statistics (the bookkeeping rows)."""
+"""A datastore's snapshots with their provenance and statistics (the bookkeeping rows).
+
+The Iceberg table's metadata says which snapshots exist (an expired one is gone, another
+engine's commit has no bookkeeping row); elearn's ``datastore_snapshots`` rows add the schema
+hash, column statistics and schema changes. A page reads the bookkeeping rows of its own
+snapshots only, and the catalog serves the parsed metadata from its cache.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,10 @@ from elearn.datastores.dbmodels import SqlDatastoreSnapshot
 from elearn.datastores.reading import open_table
 from elearn.db import session_scope
 from elearn.errors import NotFound
+
+# what a record shows of a bookkeeping row (its provenance ``properties`` are in the snapshot summary)
+_ROW_COLUMNS = (SqlDatastoreSnapshot.snapshot_id, SqlDatastoreSnapshot.schema_hash, SqlDatastoreSnapshot.stats,
+                SqlDatastoreSnapshot.schema_changes)
 
 
 def _record(snap, row) -> dict:
@@ -28,23 +38,36 @@ def _record(snap, row) -> dict:
     }
 
 
+def _records(name: str, snaps: list) -> list[dict]:
+    """``snaps`` as records, in their order, with the bookkeeping rows of exactly these snapshots."""
+    if not snaps:
+        return []
+    with session_scope() as s:
+        ids = [snap.snapshot_id for snap in snaps]
+        rows = {}
+        for chunk in range(0, len(ids), 500):  # stays under every database's limit on bound parameters
+            rows.update((r.snapshot_id, r) for r in s.execute(select(*_ROW_COLUMNS).where(
+                SqlDatastoreSnapshot.name == name, SqlDatastoreSnapshot.snapshot_id.in_(ids[chunk:chunk + 500]))))
+    return [_record(snap, rows.get(snap.snapshot_id)) for snap in snaps]
+
+
 def snapshot_history(name: str) -> list[dict]:
     """Every snapshot still in the table, oldest first, joined with elearn's bookkeeping."""
-    table = open_table(name)
-    with session_scope() as s:
-        rows = {r.snapshot_id: r for r in s.scalars(select(SqlDatastoreSnapshot)
-                                                    .where(SqlDatastoreSnapshot.name == name))}
-        return [_record(snap, rows.get(snap.snapshot_id)) for snap in table.snapshots()]
+    return _records(name, open_table(name).snapshots())
+
+
+def snapshot_page(name: str, *, limit: int, offset: int = 0) -> list[dict]:
+    """Snapshots ``offset`` to ``offset + limit`` of ``name``, newest first, as ``snapshot_history``
+    shows them; only the bookkeeping rows of that page are read. ``NotFound`` for an unknown datastore."""
+    snaps = open_table(name).snapshots()  # oldest first: the newest-first page is a slice from the end
+    stop = max(len(snaps) - offset, 0)
+    return _records(name, snaps[max(stop - limit, 0):stop][::-1])
 
 
 def snapshot_record(name: str, snapshot_id: int) -> dict:
     """One snapshot of ``name`` as ``snapshot_history`` shows it; ``NotFound`` if it is not in the table."""
-    table = open_table(name)
-    snap = table.snapshot_by_id(snapshot_id)
+    snap = open_table(name).snapshot_by_id(snapshot_id)
     if snap is None:
         raise NotFound(f"datastore {name!r} has no snapshot {snapshot_id} (expired, or never existed); "
                        f"list them with `elearn datastore show {name}`")
-    with session_scope() as s:
-        row = s.scalar(select(SqlDatastoreSnapshot).where(SqlDatastoreSnapshot.name == name,
-                                                          SqlDatastoreSnapshot.snapshot_id == snapshot_id))
-        return _record(snap, row)
+    return _records(name, [snap])[0]

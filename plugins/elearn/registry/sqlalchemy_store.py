@@ -6,7 +6,7 @@ import re
 import time
 from datetime import timedelta
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, or_, select, tuple_, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -148,20 +148,37 @@ class SqlAlchemyRegistryStore(AbstractRegistryStore):
                 query = query.where(SqlModelVersion.model_name == model_name)
             if dag_run_id is not None:
                 query = query.where(SqlModelVersion.dag_run_id == dag_run_id)
-            if limit is not None:
-                query = query.limit(limit)
-            rows = list(s.scalars(query.offset(offset or None)))
-            # aliases and tags of all rows in two queries, not two per row
-            names = {r.model_name for r in rows}
-            aliases: dict[tuple[str, int], list[str]] = {}
-            tags: dict[tuple[str, int], dict] = {}
-            if names:
-                for a in s.scalars(select(SqlModelAlias).where(SqlModelAlias.model_name.in_(names))):
-                    aliases.setdefault((a.model_name, a.version), []).append(a.alias)
-                for t in s.scalars(select(SqlModelVersionTag).where(SqlModelVersionTag.model_name.in_(names))):
-                    tags.setdefault((t.model_name, t.version), {})[t.key] = t.value
+            rows = list(s.scalars(query.offset(offset or None).limit(limit)))
+            aliases, tags = self._aliases_and_tags(s, rows)
             return [r.to_entity(aliases.get((r.model_name, r.version)), tags.get((r.model_name, r.version)))
                     for r in rows]
+
+    PAGE_KEYS = 500  # a page up to this size reads the aliases and tags of its own versions by key
+
+    def _aliases_and_tags(self, session, rows) -> tuple[dict, dict]:
+        """The aliases and tags of ``rows`` in two queries (not two per row): by the rows' keys for
+        a page, by model for longer lists (one condition instead of thousands of parameters)."""
+        aliases: dict[tuple[str, int], list[str]] = {}
+        tags: dict[tuple[str, int], dict] = {}
+        if not rows:
+            return aliases, tags
+        wanted = {(r.model_name, r.version) for r in rows}
+        if len(wanted) <= self.PAGE_KEYS:
+            alias_where = tuple_(SqlModelAlias.model_name, SqlModelAlias.version).in_(wanted)
+            tag_where = tuple_(SqlModelVersionTag.model_name, SqlModelVersionTag.version).in_(wanted)
+        else:
+            names = {name for name, _ in wanted}
+            alias_where, tag_where = SqlModelAlias.model_name.in_(names), SqlModelVersionTag.model_name.in_(names)
+        for name, version, alias in session.execute(select(SqlModelAlias.model_name, SqlModelAlias.version,
+                                                           SqlModelAlias.alias).where(alias_where)):
+            if (name, version) in wanted:
+                aliases.setdefault((name, version), []).append(alias)
+        for name, version, key, value in session.execute(
+                select(SqlModelVersionTag.model_name, SqlModelVersionTag.version, SqlModelVersionTag.key,
+                       SqlModelVersionTag.value).where(tag_where)):
+            if (name, version) in wanted:
+                tags.setdefault((name, version), {})[key] = value
+        return aliases, tags
 
     def list_models(self):
         with session_scope(self.engine) as s:
