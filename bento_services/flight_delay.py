@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Annotated
 
 import bentoml
-import pandas as pd
 from bentoml.exceptions import BentoMLException
 from bentoml.validators import ContentType
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, model_validator
 
+from bento_services.oip.batching import Batcher
 from bento_services.oip.grpc_server import start_grpc
 from bento_services.oip.model import ServedModel
 from bento_services.oip.rest import rest_app
@@ -38,13 +38,20 @@ args = bentoml.use_arguments(Args)  # fixed when the Bento is built (a built Ben
 # How it serves, set where it runs (a Deployment's env, `elearn serve --workers`):
 # processes, each with its own copy of the model; default: one per core, at most 4
 WORKERS = int(os.environ.get("ELEARN_SERVE_WORKERS") or min(4, len(os.sched_getaffinity(0))))
-BATCHING = os.environ.get("ELEARN_SERVE_BATCHING", "true").lower() != "false"  # adaptive batching of requests
+# How concurrent requests share a model call: "greedy" (the requests that arrive while a call
+# runs go together into the next one; nothing waits for a batch to fill), "adaptive" (BentoML's
+# adaptive batching, which waits to fill batches; also "true") or "off" (a call per request; "false")
+_BATCHING = os.environ.get("ELEARN_SERVE_BATCHING", "greedy").strip().lower()
+BATCHING = {"true": "adaptive", "false": "off"}.get(_BATCHING, _BATCHING)
+if BATCHING not in ("greedy", "adaptive", "off"):
+    raise ValueError(f"ELEARN_SERVE_BATCHING={_BATCHING!r}: use greedy, adaptive (true) or off (false)")
 TF_THREADS = int(os.environ.get("ELEARN_SERVE_TF_THREADS", "1"))  # TensorFlow threads per worker and op
 # What one request may carry; more is answered 413 before it is parsed (bytes) or predicted (flights)
 MAX_RECORDS = int(os.environ.get("ELEARN_SERVE_MAX_RECORDS") or 10_000)
 MAX_BODY_BYTES = int(os.environ.get("ELEARN_SERVE_MAX_BODY_BYTES") or MAX_RECORDS * 2048)  # ~2 KiB a flight
 # The Open Inference Protocol over gRPC: unset = the HTTP port + 1 (3001 beside 3000), a number, or 0 = off
 GRPC_PORT = os.environ.get("ELEARN_SERVE_GRPC_PORT")
+MAX_BATCH = 1000  # flights in one model call when requests are batched together
 
 
 class RequestTooLarge(BentoMLException):
@@ -165,6 +172,8 @@ class FlightDelay:
         self.oip = ServedModel(self.model_name, self.model_version, record=Flight, prediction=Prediction,
                                validate=FLIGHTS.validate_python, predict=self.answer, records="flights",
                                echoed=("flight_id",), as_parameters=("model", "model_version"))
+        # greedy: what queued during a call is the next call; else each request (or BentoML's batch) alone
+        self.batcher = Batcher(self.answer, MAX_BATCH if BATCHING == "greedy" else 0)
         self.grpc = None
 
     @bentoml.on_startup
@@ -177,24 +186,24 @@ class FlightDelay:
         if self.grpc is not None:
             await self.grpc.stop(grace=5)
 
-    @bentoml.api(batchable=BATCHING, max_batch_size=1000, max_latency_ms=10_000)
-    def predict(self, flights: Flights) -> Annotated[list[Prediction], ContentType("application/json")]:
+    @bentoml.api(batchable=BATCHING == "adaptive", max_batch_size=MAX_BATCH, max_latency_ms=10_000)
+    async def predict(self, flights: Flights) -> Annotated[list[Prediction], ContentType("application/json")]:
         """Delay probability for each flight, with the model version that answered.
 
         At most ``MAX_RECORDS`` flights a request (more: 413, as is a body over ``MAX_BODY_BYTES``).
         (The declared content type spares BentoML from deriving it from the JSON schema of the
         answer on every response: a tenth of the server's time at 200 requests/s.)"""
-        return self.answer(flights)
+        return await self.batcher(flights)  # off the event loop, one model call at a time
 
     def answer(self, flights: list[Flight]) -> list[Prediction]:
         """The one prediction path: ``/predict`` and both forms of the Open Inference Protocol."""
         if not flights:
             return []
-        frame = pd.DataFrame([f.model_dump() for f in flights])
-        probs, sources = self.scorer.score(frame)
-        return [Prediction(flight_id=f.flight_id, p_delayed=float(p), delayed=bool(p >= 0.5), weather_source=s,
-                           model=self.model_name, model_version=self.model_version)
-                for f, p, s in zip(flights, probs, sources)]
+        probs, sources = self.scorer.score_records([dict(f) for f in flights])
+        # built from values already checked: no validation per answer
+        return [Prediction.model_construct(flight_id=f.flight_id, p_delayed=p, delayed=p >= 0.5, weather_source=s,
+                                           model=self.model_name, model_version=self.model_version)
+                for f, p, s in zip(flights, probs.tolist(), sources)]
 
 
 FlightDelay.add_asgi_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)

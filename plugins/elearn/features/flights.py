@@ -4,6 +4,12 @@ Input rows carry the datastore's columns (raw flight fields joined with weather,
 destination airport). ``Lookups`` re-creates those joined columns for a serving request
 that carries only what a caller knows; ``FeatureSpec`` derives and normalises features with
 statistics fitted on the training rows only. Imports neither Airflow nor TensorFlow.
+
+Every derivation is written once, over numpy columns (``derive_columns``); the pandas forms
+(``derive``, ``Lookups.enrich``, ``FeatureSpec.transform``) and the request form
+(``FlightRequest.from_records`` → ``Lookups.join`` → ``FeatureSpec.transform_columns``, the
+serving path: no DataFrame per request) only convert at the edges, so both give the same
+model inputs for the same flights.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import json
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -28,6 +35,12 @@ NUMERIC_FEATURES = [
     "weather_missing", "wind_gust_missing", "plane_missing",
 ]
 CATEGORICAL_FEATURES = ["carrier", "origin", "dest", "day_of_week", "dep_hour_bucket"]
+# the raw columns derive_columns() reads: numbers (float64) and text
+NUMBER_COLUMNS = ["year", "month", "day", "sched_dep_time", "sched_arr_time", "distance", *WEATHER_FIELDS,
+                  "plane_year", "dest_lat", "dest_lon", "dest_alt"]
+TEXT_COLUMNS = ["carrier", "origin", "dest"]
+# which weather a record used (Lookups.enrich)
+WEATHER_SOURCES = ("request", "request+history", "request+imputed", "history", "none")
 
 
 def months(text: str) -> list[int]:
@@ -56,32 +69,46 @@ def _day_of_week(year: np.ndarray, month: np.ndarray, day: np.ndarray) -> np.nda
     return np.where(ok, weekday.astype(str), "<NA>").astype(object)
 
 
-def derive(df: pd.DataFrame) -> pd.DataFrame:
-    """Per-row derived columns (before normalisation), from datastore-shaped rows.
+def _text(df: pd.DataFrame, col: str) -> np.ndarray:
+    """pandas' ``str`` of each value (a missing one stays missing), as objects."""
+    return df[col].astype(str).to_numpy(dtype=object)
 
-    Built from numpy arrays in one go: a request of one flight costs well under a millisecond."""
-    dep, arr = _float(df, "sched_dep_time"), _float(df, "sched_arr_time")
-    year, plane_year, temp, gust = _float(df, "year"), _float(df, "plane_year"), _float(df, "temp"), _float(df, "wind_gust")
-    radians = np.deg2rad(_float(df, "wind_dir"))
+
+def frame_columns(df: pd.DataFrame) -> dict[str, np.ndarray]:
+    """``derive_columns``' inputs from datastore-shaped rows."""
+    return {**{col: _float(df, col) for col in NUMBER_COLUMNS}, **{col: _text(df, col) for col in TEXT_COLUMNS}}
+
+
+def derive(df: pd.DataFrame) -> pd.DataFrame:
+    """Per-row derived columns (before normalisation), from datastore-shaped rows."""
+    return pd.DataFrame(derive_columns(frame_columns(df)), index=df.index)
+
+
+def derive_columns(x: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The one definition of the derived columns: ``NUMBER_COLUMNS`` as float64 arrays and
+    ``TEXT_COLUMNS`` as object arrays in, one array per derived column out (numbers float64,
+    categories strings). numpy only, in one go over the rows: a flight costs microseconds."""
+    dep, arr, year, plane_year, temp, gust = (x[col] for col in ("sched_dep_time", "sched_arr_time", "year",
+                                                                  "plane_year", "temp", "wind_gust"))
+    radians = np.deg2rad(x["wind_dir"])
     with np.errstate(invalid="ignore"):
-        columns = {
+        return {
             "dep_hour": np.floor(dep / 100) + np.mod(dep, 100) / 60.0,
             "arr_hour": np.floor(arr / 100) + np.mod(arr, 100) / 60.0,
-            "log_distance": np.log1p(_float(df, "distance")),
-            **{col: _float(df, col) for col in ["temp", "dewp", "humid", "wind_speed", "precip", "pressure", "visib"]},
+            "log_distance": np.log1p(x["distance"]),
+            **{col: x[col] for col in ["temp", "dewp", "humid", "wind_speed", "precip", "pressure", "visib"]},
             "wind_dir_sin": np.sin(radians),
             "wind_dir_cos": np.cos(radians),
             "wind_gust": np.where(np.isnan(gust), 0.0, gust),  # no gust reported = calm
             "plane_age": year - plane_year,
-            **{col: _float(df, col) for col in ["dest_lat", "dest_lon", "dest_alt"]},
+            **{col: x[col] for col in ["dest_lat", "dest_lon", "dest_alt"]},
             "weather_missing": np.isnan(temp).astype("float64"),
             "wind_gust_missing": np.isnan(gust).astype("float64"),
             "plane_missing": np.isnan(plane_year).astype("float64"),
-            "day_of_week": _day_of_week(year, _float(df, "month"), _float(df, "day")),
+            "day_of_week": _day_of_week(year, x["month"], x["day"]),
             "dep_hour_bucket": np.floor(dep / 100).astype("int64").astype(str).astype(object),
-            **{col: df[col].astype(str).to_numpy(dtype=object) for col in ["carrier", "origin", "dest"]},
+            **{col: x[col] for col in TEXT_COLUMNS},
         }
-    return pd.DataFrame(columns, index=df.index)
 
 
 @dataclass(frozen=True)
@@ -110,18 +137,28 @@ class FeatureSpec:
 
     def transform(self, df: pd.DataFrame) -> dict[str, np.ndarray]:
         """Model inputs: ``numeric`` float32 [n, k] plus one int32 [n] array per category."""
-        derived = derive(df)
-        numeric = np.empty((len(df), len(NUMERIC_FEATURES)), dtype="float64")
+        return self.transform_columns(frame_columns(df))
+
+    def transform_columns(self, x: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``transform`` of ``derive_columns``' inputs (no DataFrame: the per-request path)."""
+        derived = derive_columns(x)
+        n = len(derived["dep_hour"])
+        numeric = np.empty((n, len(NUMERIC_FEATURES)), dtype="float64")
         for i, col in enumerate(NUMERIC_FEATURES):
-            values = derived[col].to_numpy(dtype="float64")
-            values = np.where(np.isfinite(values), values, self.means[col])  # impute with the training mean
-            numeric[:, i] = (values - self.means[col]) / self.stds[col]
-        inputs = {"numeric": numeric.astype("float32")}
+            numeric[:, i] = derived[col]
+        means, stds = self._stats
+        numeric = np.where(np.isfinite(numeric), numeric, means)  # impute with the training mean
+        inputs = {"numeric": ((numeric - means) / stds).astype("float32")}
         for col in CATEGORICAL_FEATURES:
             index = self._index[col]
-            inputs[col] = np.fromiter((index.get(v, 0) for v in derived[col].to_numpy()), dtype="int32",
-                                      count=len(derived))
+            inputs[col] = np.fromiter((index.get(v, 0) for v in derived[col]), dtype="int32", count=n)
         return inputs
+
+    @cached_property
+    def _stats(self) -> tuple[np.ndarray, np.ndarray]:
+        """Means and standard deviations in ``NUMERIC_FEATURES`` order."""
+        return (np.array([self.means[col] for col in NUMERIC_FEATURES], dtype="float64"),
+                np.array([self.stds[col] for col in NUMERIC_FEATURES], dtype="float64"))
 
     @cached_property
     def _index(self) -> dict[str, dict[str, int]]:
@@ -134,6 +171,58 @@ class FeatureSpec:
     @classmethod
     def from_json(cls, text: str) -> "FeatureSpec":
         return cls(**json.loads(text))
+
+
+@dataclass(frozen=True)
+class FlightRequest:
+    """Flight records as a caller sends them, in columns: ``numbers`` (the flight's numeric
+    fields and the weather fields, float64; NaN where not sent), ``text`` (``TEXT_COLUMNS`` as
+    ``derive_columns`` reads them) and ``keys`` (the lookup keys as sent, hour included)."""
+
+    n: int
+    numbers: dict[str, np.ndarray]
+    text: dict[str, np.ndarray]
+    keys: dict[str, list]
+
+    NUMBERS = ["year", "month", "day", "sched_dep_time", "sched_arr_time", *WEATHER_FIELDS]
+    KEYS = ["origin", "year", "month", "day", "tailnum", "dest"]
+
+    @classmethod
+    def from_frame(cls, records: pd.DataFrame) -> "FlightRequest":
+        n = len(records)
+        numbers = {col: _float(records, col) if col in records.columns else np.full(n, np.nan)
+                   for col in cls.NUMBERS}
+        keys = {col: records[col].tolist() for col in cls.KEYS}
+        keys["hour"] = (pd.to_numeric(records["sched_dep_time"]) // 100).astype("int64").tolist()
+        return cls(n, numbers, {col: _text(records, col) for col in TEXT_COLUMNS}, keys)
+
+    @classmethod
+    def from_records(cls, records: Sequence[Mapping]) -> "FlightRequest":
+        """The same as ``from_frame(pd.DataFrame(records))`` without building the frame: each
+        field's values as one list, converted as pandas would (a missing field is None)."""
+        values = {col: [r.get(col) for r in records] for col in {*cls.NUMBERS, *cls.KEYS, *TEXT_COLUMNS}}
+        keys = {col: values[col] for col in cls.KEYS}
+        keys["hour"] = [dep // 100 for dep in values["sched_dep_time"]]
+        return cls(len(records), {col: _floats(values[col]) for col in cls.NUMBERS},
+                   {col: _texts(values[col]) for col in TEXT_COLUMNS}, keys)
+
+
+def _floats(values: list) -> np.ndarray:
+    """``pd.to_numeric(values, errors="coerce")`` as float64, at numpy's speed for numbers and None."""
+    try:
+        return np.array(values, dtype="float64")
+    except (TypeError, ValueError):
+        return pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(dtype="float64",
+                                                                                         na_value=np.nan)
+
+
+def _texts(values: list) -> np.ndarray:
+    """``_text`` of a list: strings as they are, anything else as pandas converts it."""
+    if all(type(v) is str for v in values):
+        out = np.empty(len(values), dtype=object)
+        out[:] = values
+        return out
+    return pd.Series(values, dtype=object).astype(str).to_numpy(dtype=object)
 
 
 @dataclass(frozen=True)
@@ -173,7 +262,16 @@ class Lookups:
         return cls(**{name: pd.read_parquet(folder / f"lookup_{name}.parquet") for name in cls.FILES})
 
     def enrich(self, records: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-        """Add the joined columns to request records; also say which weather each one used.
+        """Add the joined columns to request records; also say which weather each one used
+        (``join``: the caller's weather field when sent, else the origin's record at the hour)."""
+        joined, source = self.join(FlightRequest.from_frame(records))
+        columns = {col: records[col].to_numpy() for col in records.columns}
+        columns.update(joined)
+        return pd.DataFrame(columns), source
+
+    def join(self, request: "FlightRequest") -> tuple[dict[str, np.ndarray], list[str]]:
+        """The columns these tables add to the request's records (float64 arrays: weather,
+        plane_year, dest_lat/lon/alt, distance), and which weather each record used.
 
         Each weather field is the caller's when sent, else the origin's recorded weather at the
         scheduled hour, else unknown (imputed with the training means). Source per record, so a
@@ -181,23 +279,19 @@ class Lookups:
         sent), ``request+history`` / ``request+imputed`` (some sent, the rest recorded / imputed),
         ``history`` (none sent, recorded) or ``none`` (none sent, nothing recorded: imputed).
         """
-        n = len(records)
-        columns = {col: records[col].to_numpy() for col in records.columns}
-        request = np.column_stack([_float(records, col) if col in records.columns else np.full(n, np.nan)
-                                   for col in WEATHER_FIELDS]) if n else np.empty((0, len(WEATHER_FIELDS)))
-        sent = ~np.isnan(request)
+        keys, n = request.keys, request.n
+        sent_values = (np.column_stack([request.numbers[col] for col in WEATHER_FIELDS]) if n
+                       else np.empty((0, len(WEATHER_FIELDS))))
+        sent = ~np.isnan(sent_values)
         given, complete = sent.any(axis=1), sent.all(axis=1)
-        hour = (pd.to_numeric(records["sched_dep_time"]) // 100).astype("int64").to_numpy()
-        keys = zip(*(records[c].tolist() for c in WEATHER_KEY[:-1]), hour.tolist())
-        history, found = self._lookup("weather", keys)
-        weather = np.where(sent, request, history)
-        columns.update({col: weather[:, i] for i, col in enumerate(WEATHER_FIELDS)})
-        source = np.select([complete, given & found, given, found],
-                           ["request", "request+history", "request+imputed", "history"], "none").tolist()
+        history, found = self._lookup("weather", zip(*(keys[c] for c in WEATHER_KEY)))
+        weather = np.where(sent, sent_values, history)
+        joined = {col: weather[:, i] for i, col in enumerate(WEATHER_FIELDS)}
+        source = np.select([complete, given & found, given, found], [0, 1, 2, 3], 4)
         for name, key_cols in (("planes", ["tailnum"]), ("airports", ["dest"]), ("routes", ["origin", "dest"])):
-            values, _ = self._lookup(name, zip(*(records[c].tolist() for c in key_cols)))
-            columns.update({col: values[:, i] for i, col in enumerate(self._VALUES[name])})
-        return pd.DataFrame(columns), source
+            values, _ = self._lookup(name, zip(*(keys[c] for c in key_cols)))
+            joined.update({col: values[:, i] for i, col in enumerate(self._VALUES[name])})
+        return joined, [WEATHER_SOURCES[i] for i in source.tolist()]
 
     _KEYS = {"planes": ["tailnum"], "airports": ["dest"], "routes": ["origin", "dest"], "weather": WEATHER_KEY}
     _VALUES = {"planes": ["plane_year"], "airports": ["dest_lat", "dest_lon", "dest_alt"], "routes": ["distance"],

@@ -13,13 +13,13 @@ service would give for the same flight.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from elearn.features.flights import (CATEGORICAL_FEATURES, NUMERIC_FEATURES, REQUIRED_FIELDS, WEATHER_FIELDS,
-                                     FeatureSpec, Lookups)
+                                     FeatureSpec, FlightRequest, Lookups)
 
 # what one flight record may carry (the Bento's request fields): weather is optional
 RECORD_FIELDS = ["flight_id", *REQUIRED_FIELDS, *WEATHER_FIELDS]
@@ -33,6 +33,7 @@ def compiled_predictor(model) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
     signature = {"numeric": tf.TensorSpec([None, len(NUMERIC_FEATURES)], tf.float32, name="numeric"),
                  **{col: tf.TensorSpec([None], tf.int32, name=col) for col in CATEGORICAL_FEATURES}}
     call = tf.function(lambda x: model(x, training=False), input_signature=[signature])
+    call.get_concrete_function()  # traced now, not in the first request
 
     def predict(inputs: dict[str, np.ndarray]) -> np.ndarray:
         if len(inputs["numeric"]) == 0:
@@ -43,13 +44,14 @@ def compiled_predictor(model) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
 
 
 class FlightScorer:
-    """A model version's prediction path for flight records: ``Lookups.enrich`` (what a caller
-    cannot send; each weather field the record's own when present), ``FeatureSpec.transform``,
-    then the compiled call."""
+    """A model version's prediction path for flight records: ``Lookups.join`` (what a caller
+    cannot send; each weather field the record's own when present), ``FeatureSpec`` (derived and
+    normalised), then the compiled call. No DataFrame is built on the way (``features``)."""
 
     def __init__(self, model, spec: FeatureSpec, lookups: Lookups):
         self.model, self.spec, self.lookups = model, spec, lookups
         self.infer = compiled_predictor(model)
+        self.features(FlightRequest.from_records([]))  # indexes the lookup tables now, not in the first request
 
     @classmethod
     def load(cls, folder: Path) -> "FlightScorer":
@@ -60,10 +62,21 @@ class FlightScorer:
         return cls(keras.models.load_model(folder / MODEL_FILE),
                    FeatureSpec.from_json((folder / SPEC_FILE).read_text()), Lookups.load(folder))
 
+    def features(self, request: FlightRequest) -> tuple[dict[str, np.ndarray], list[str]]:
+        """The model inputs for the request's records (what ``FeatureSpec.transform`` gives for
+        ``Lookups.enrich``'s rows), and the weather source of each record."""
+        joined, sources = self.lookups.join(request)
+        return self.spec.transform_columns({**request.numbers, **request.text, **joined}), sources
+
     def score(self, records: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
         """Probabilities (float64) and the weather source of each record."""
-        enriched, sources = self.lookups.enrich(records)
-        return self.infer(self.spec.transform(enriched)), sources
+        inputs, sources = self.features(FlightRequest.from_frame(records))
+        return self.infer(inputs), sources
+
+    def score_records(self, records: Sequence[Mapping]) -> tuple[np.ndarray, list[str]]:
+        """``score(pd.DataFrame(records))`` for records as mappings (the service's requests)."""
+        inputs, sources = self.features(FlightRequest.from_records(records))
+        return self.infer(inputs), sources
 
 
 _LOADED: dict[str, FlightScorer] = {}
