@@ -11,12 +11,13 @@ def export_aws_credentials() -> None:
     such a connection the AWS variables already set (or instance roles) are used."""
     from elearn import config
 
-    if not config.get("object_store").startswith("s3://") or os.environ.get("AWS_ACCESS_KEY_ID"):
+    cfg = config.load()
+    if not cfg.object_store.startswith("s3://") or os.environ.get("AWS_ACCESS_KEY_ID"):
         return
     from airflow.sdk import BaseHook
 
     try:
-        conn = BaseHook.get_connection(config.get("aws_conn_id"))
+        conn = BaseHook.get_connection(cfg.aws_conn_id)
     except Exception:  # the connection is optional: fall back to the default AWS chain
         return
     if conn.login:

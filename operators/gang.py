@@ -67,9 +67,9 @@ class GangTrainingOperator(KubernetesPodOperator):
         from elearn import config
         from elearn.compute import get_driver
 
-        if config.get("compute_driver") != "kubernetes":
-            return get_driver("local")
         cfg = config.load()
+        if cfg.compute_driver != "kubernetes":
+            return get_driver("local")
         return get_driver("kubernetes", api_client=self.hook.api_client, namespace=self.namespace or cfg.k8s_namespace,
                           poll_s=self.poll_interval_s)
 

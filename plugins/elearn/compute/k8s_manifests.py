@@ -27,9 +27,10 @@ from decimal import Decimal
 
 from elearn.compute.gang import GangSpec
 from elearn.compute.worker import ENV_NUM_WORKERS, ENV_WORKER_INDEX
+from elearn.config import GANG_BACKENDS
 from elearn.errors import ConfigError, InvalidInput
 
-BACKENDS = ("volcano", "coscheduling", "kueue", "workload", "builtin")
+BACKENDS = GANG_BACKENDS  # the one list, in elearn.config; kept under this name for callers
 
 # The gang id names a Service, which must be a DNS-1035 label (starts with a letter); 52
 # characters leave room for "-<index>" in pod hostnames (DNS labels, 63 at most).

@@ -189,9 +189,11 @@ class KubernetesDriver(GangDriver):
     def _start(self, spec: GangSpec, run_prefix: str, attempt: int, gang_id: str, placement, on_line) -> GangHandle:
         from elearn.datastores.ref import worker_env as datastore_env
 
+        cfg = config.load()
         env = {**datastore_env(spec.inputs), ENV_RUN_PREFIX: run_prefix,
-               ENV_OBJECT_STORE: spec.env.get(ENV_OBJECT_STORE) or config.get("object_store")}
-        env.update({config.ENV_PREFIX + key.upper(): config.get(key) for key in WORKER_CONFIG_KEYS if config.get(key)})
+               ENV_OBJECT_STORE: spec.env.get(ENV_OBJECT_STORE) or cfg.object_store}
+        env.update({config.ENV_PREFIX + key.upper(): getattr(cfg, key) for key in WORKER_CONFIG_KEYS
+                    if getattr(cfg, key)})
         labels = {**self.labels, **spec.labels, ATTEMPT_LABEL: str(attempt)}
         handle = GangHandle(gang_id=gang_id, namespace=self.namespace, workers=spec.workers, refs=[],
                             submitted_at=time.time(), schedule_timeout_s=spec.schedule_timeout_s, attempt=attempt,

@@ -28,7 +28,7 @@ from elearn.compute.gang import AttemptEnd, GangSpec
 from elearn.compute.slots import SlotPool
 from elearn.compute.worker import (ENV_NUM_WORKERS, ENV_OBJECT_STORE, ENV_PARENT_PID, ENV_RUN_PREFIX,
                                    ENV_WORKER_INDEX)
-from elearn.errors import ConfigError, GangStopped
+from elearn.errors import GangStopped
 
 TAIL_LINES = 20
 STOP_GRACE_S = 10.0
@@ -50,21 +50,9 @@ def free_ports(n: int) -> list[int]:
 
 def host_pool() -> SlotPool:
     """This host's slots and GPUs, as every holder books them: gangs of the local driver and notebooks."""
-    return SlotPool(config.elearn_home() / "slots" / "local.json", int(config.get("local_slots")), gpus=local_gpus())
-
-
-def local_gpus() -> int:
-    """GPUs this host lends to gangs: ``local_gpus`` from the configuration, or what nvidia-smi lists."""
-    raw = config.get("local_gpus").strip().lower()
-    if raw in ("", "auto"):
-        return visible_gpus()
-    try:
-        count = int(raw)
-    except ValueError as e:
-        raise ConfigError(f"AIRFLOW__ELEARN__LOCAL_GPUS={raw!r} must be a whole number or auto") from e
-    if count < 0:
-        raise ConfigError(f"AIRFLOW__ELEARN__LOCAL_GPUS={count} must be 0 or more")
-    return count
+    cfg = config.load()  # local_gpus: a number, or None (auto) for what nvidia-smi lists
+    gpus = visible_gpus() if cfg.local_gpus is None else cfg.local_gpus
+    return SlotPool(cfg.home / "slots" / "local.json", cfg.local_slots, gpus=gpus)
 
 
 @functools.lru_cache(maxsize=1)
@@ -88,7 +76,7 @@ def worker_env(spec: GangSpec, index: int, ports: list[int], run_prefix: str, gp
         "TF_CONFIG": json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
                                  "task": {"type": "worker", "index": index}}),
         ENV_RUN_PREFIX: run_prefix, ENV_WORKER_INDEX: str(index), ENV_NUM_WORKERS: str(spec.workers),
-        ENV_OBJECT_STORE: spec.env.get(ENV_OBJECT_STORE) or config.get("object_store"),
+        ENV_OBJECT_STORE: spec.env.get(ENV_OBJECT_STORE) or config.load().object_store,
         "TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": threads,
         "CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in gpus),  # "" hides every GPU
         ENV_PARENT_PID: str(os.getpid()),

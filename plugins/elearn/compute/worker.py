@@ -54,8 +54,8 @@ class WorkerContext:
         cls.exit_with_parent()
         from elearn import config
 
-        store = ObjectStore(os.environ[ENV_OBJECT_STORE], s3_endpoint_url=config.get("s3_endpoint_url"),
-                            s3_region=config.get("s3_region"))
+        cfg = config.load()
+        store = ObjectStore(os.environ[ENV_OBJECT_STORE], s3_endpoint_url=cfg.s3_endpoint_url, s3_region=cfg.s3_region)
         return cls(index=int(os.environ[ENV_WORKER_INDEX]), num_workers=int(os.environ[ENV_NUM_WORKERS]),
                    run_prefix=os.environ[ENV_RUN_PREFIX], store=store, attempt=int(os.environ.get(ENV_ATTEMPT, "0")))
 

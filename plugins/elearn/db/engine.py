@@ -39,7 +39,7 @@ def _make_engine(url: str) -> Engine:
 
 def get_engine(url: str | None = None, migrate: bool = True) -> Engine:
     """The engine for ``url`` (default: configured ``database_url``), migrated to head once."""
-    url = url or config.get("database_url")
+    url = url or config.load().database_url
     with _lock:
         if url not in _engines:
             _engines[url] = _make_engine(url)

@@ -18,7 +18,7 @@ if connection is None:
 
     from elearn import config
 
-    connection = create_engine(config.get("database_url")).connect()
+    connection = create_engine(config.load().database_url).connect()
 
 context.configure(connection=connection, target_metadata=target_metadata, include_object=include_object,
                   render_as_batch=True)
