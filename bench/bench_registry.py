@@ -14,8 +14,10 @@ PostgreSQL), and verify throughput.
    as it runs; MLflow's as MLflow makes it), once on a throwaway PostgreSQL 15 cluster on
    127.0.0.1 (fsync off, as in the tests), a database each.
 2. **Verify throughput.** A version with one ``--verify-mb`` MB file in the ``file://`` object
-   store: ``verify_version`` (streamed sha256 + size) against ``sha256sum`` on the same file in
-   the same run (page cache warm for both); MB/s and the ratio (``--verify-mb 0``: skipped).
+   store: ``verify_version`` (streamed sha256 + size) against ``hashlib.file_digest`` of the same
+   file (the real limit: the same OpenSSL sha256, nothing else) and, for reference, coreutils'
+   ``sha256sum`` (a slower hash of its own), interleaved in the same run, page cache warm; MB/s and
+   the ratios (``--verify-mb 0``: skipped).
 
     .venv/bin/python -m bench.bench_registry [--versions 10000] [--no-postgres] [--no-write]
 """
@@ -140,7 +142,10 @@ def mlflow_latency(db_uri: str, n: int, list_repeats: int = 10) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def verify_throughput(mb: int, workdir: Path) -> tuple[float, float]:
+def verify_throughput(mb: int, workdir: Path) -> tuple[float, float, float]:
+    """MB/s of ``verify_version``, of ``hashlib.file_digest`` (sha256, the real limit: the same
+    OpenSSL hash in this process with nothing else) and of coreutils' ``sha256sum`` (its own,
+    slower implementation, for reference) on the same file, page cache warm, median of 3."""
     from elearn.objectstore import default_store
     from elearn.registry import get_store, publish_version
     from elearn.registry.gc import verify_version
@@ -154,16 +159,24 @@ def verify_throughput(mb: int, workdir: Path) -> tuple[float, float]:
     mv = publish_version(get_store(), objects, "big", "runs/bench/model", params={}, metrics={}, lineage={},
                          dag_run_id=None)
     path = objects.local_path(f"{objects.key_of(mv.artifact_uri)}/weights.bin")
+
+    def hashlib_alone() -> None:
+        with open(path, "rb") as f:
+            hashlib.file_digest(f, "sha256")
+
     subprocess.run(["sha256sum", str(path)], capture_output=True, check=True)  # warm the page cache
-    ours, theirs = [], []
-    for _ in range(3):
+    ours, limit, coreutils = [], [], []
+    for _ in range(3):  # interleaved
         t0 = time.perf_counter()
         assert verify_version(get_store(), objects, "big", mv.version, check_bento=False).healthy
         ours.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
+        hashlib_alone()
+        limit.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
         subprocess.run(["sha256sum", str(path)], capture_output=True, check=True)
-        theirs.append(time.perf_counter() - t0)
-    return mb / statistics.median(ours), mb / statistics.median(theirs)
+        coreutils.append(time.perf_counter() - t0)
+    return tuple(mb / statistics.median(t) for t in (ours, limit, coreutils))
 
 
 def rows_of(database: str, ours: dict, theirs: dict) -> list[str]:
@@ -203,9 +216,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"setup: elearn {setup['elearn SQLite']:.0f} s (with the calls), MLflow {theirs['setup_s']:.0f} s",
               flush=True)
         print("\n".join(rows), flush=True)
-        ours = theirs_ = None
+        ours = limit = coreutils = None
         if args.verify_mb:
-            ours, theirs_ = verify_throughput(args.verify_mb, Path(tmp))
+            ours, limit, coreutils = verify_throughput(args.verify_mb, Path(tmp))
+            print(f"verify {ours:,.0f} MB/s, hashlib {limit:,.0f} MB/s, sha256sum {coreutils:,.0f} MB/s", flush=True)
         if not args.no_postgres:
             with postgres_cluster() as server:
                 isolate(Path(tmp) / "pg")
@@ -221,8 +235,10 @@ def main(argv: list[str] | None = None) -> int:
         "**Verify throughput** (`file://` store, page cache warm, median of 3):", "",
         "| figure | value |", "|---|---|",
         f"| `verify_version` ({args.verify_mb} MB file, sha256 + size) | {ours:,.0f} MB/s |",
-        f"| `sha256sum` on the same file | {theirs_:,.0f} MB/s |",
-        f"| **ratio** verify / sha256sum | **{ours / theirs_:.2f}** |"])
+        f"| `hashlib.file_digest(f, \"sha256\")` on the same file (the limit) | {limit:,.0f} MB/s |",
+        f"| **ratio** verify / hashlib (goal >= 0.9) | **{ours / limit:.2f}** |",
+        f"| `sha256sum` (coreutils' own hash, for reference) | {coreutils:,.0f} MB/s |",
+        f"| ratio verify / sha256sum (flatters us: a slower hash) | {ours / coreutils:.2f} |"])
     text = f"""## Model registry
 
 Command: `{command_line("bench.bench_registry")}` (from the repository root)
