@@ -638,8 +638,9 @@ def check_record_columns() -> None:
     from elearn.features.predict import RECORD_FIELDS
     from spark_jobs import score_flights as job
 
-    if set(RECORD_FIELDS) != {*job.REQUIRED, *job.WEATHER}:
-        raise RuntimeError(f"RECORD_FIELDS {RECORD_FIELDS} and the job's columns {job.REQUIRED + job.WEATHER} differ")
+    if set(RECORD_FIELDS) != {*job.REQUIRED, *job.WEATHER_FIELDS}:
+        raise RuntimeError(f"RECORD_FIELDS {RECORD_FIELDS} and the job's columns {job.REQUIRED + job.WEATHER_FIELDS} "
+                           f"differ")
 
 
 def run_all(scratch: Path, rows: int | None, repeats: int) -> Results:
