@@ -304,3 +304,64 @@ def test_the_gpu_budget_stops_the_study(elearn_home):
         tell(t.id, "COMPLETED", objective(t.params))
     assert ask("s", 1, "run-1") == []
     assert get_study("s").stop_reason == "GPU budget spent: 1.25 of 1 GPU-hours"
+
+
+@pytest.mark.parametrize("bounded", [False, True])
+@pytest.mark.parametrize("components", [0, 1, 7, 500])
+def test_vectorized_quantized_densities_are_hyperopts_bit_for_bit(components, bounded):
+    import numpy as np
+    from hyperopt import tpe
+
+    from elearn.tuning import tpe_densities
+
+    rng = np.random.default_rng(components)
+    weights = rng.random(components)
+    weights /= max(weights.sum(), 1.0)
+    sigmas = rng.uniform(0.1, 3.0, components)
+    samples, mus = rng.uniform(0, 10, 24), rng.uniform(0, 10, components)
+    low, high = (0.0, 10.0) if bounded else (None, None)
+    with np.errstate(divide="ignore", invalid="ignore"):  # no components: log(0), as hyperopt's
+        ours = tpe_densities.gmm1_lpdf(samples, weights, mus, sigmas, low=low, high=high, q=1.0)
+        theirs = tpe.GMM1_lpdf(samples, weights, mus, sigmas, low=low, high=high, q=1.0)
+        assert np.array_equal(ours, theirs, equal_nan=True)
+        log_samples, log_mus = rng.uniform(1, 10, 24), rng.uniform(0, 2, components)
+        low, high = (np.log(0.5), np.log(20.0)) if bounded else (None, None)
+        ours = tpe_densities.lgmm1_lpdf(log_samples, weights, log_mus, sigmas, low=low, high=high, q=1.0)
+        theirs = tpe.LGMM1_lpdf(log_samples, weights, log_mus, sigmas, low=low, high=high, q=1.0)
+        assert np.array_equal(ours, theirs, equal_nan=True)
+
+
+def test_tpe_suggests_the_same_points_with_the_vectorized_densities(monkeypatch):
+    from hyperopt.pyll import scope
+
+    from elearn.tuning import tpe_densities
+    from elearn.tuning.search import Search
+
+    space = {"units": {"type": "quniform", "low": 8, "high": 256, "q": 8},
+             "scale": {"type": "qloguniform", "low": 1, "high": 1000, "q": 1},
+             "rate": {"type": "loguniform", "low": 1e-4, "high": 1e-1}}
+    config = StudyConfig(name="same", space=space, max_trials=100, n_startup_jobs=5)
+
+    class Done:
+        def __init__(self, number, params):
+            self.number, self.params, self.state = number, params, "COMPLETED"
+            self.value = (params["units"] % 24) / 24 + params["rate"]
+
+    def points() -> list[dict]:
+        search, out = Search(config), []
+        for number in range(40):
+            (p,) = search.suggest([number])
+            search.observe([Done(number, p)])
+            out.append(p)
+        return out
+
+    fast = points()  # a Search installs the vectorized densities
+    assert scope._impls["GMM1_lpdf"] is tpe_densities.gmm1_lpdf
+    tpe_densities.uninstall()
+    try:
+        monkeypatch.setattr(tpe_densities, "install", lambda: None)
+        assert scope._impls["GMM1_lpdf"].__module__ == "hyperopt.tpe"
+        assert points() == fast
+    finally:
+        monkeypatch.undo()
+        tpe_densities.install()

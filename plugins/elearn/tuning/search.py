@@ -25,6 +25,9 @@ class Search:
 
         from hyperopt import Domain, Trials, rand, tpe
 
+        from elearn.tuning.tpe_densities import install
+
+        install()  # TPE's quantized densities without hyperopt's loop over trials (same results)
         self.config = config
         self._space = config.space
         self._domain = Domain(lambda params: 0.0, to_hyperopt(config.space))
