@@ -228,9 +228,7 @@ def _replace_files(table, tx, current_snapshot_id: int, uris: list[str], inp: Pa
                    snapshot_properties: dict) -> None:
     """One OVERWRITE snapshot that removes every current data file and adds ``uris`` (a nightly
     refresh: the snapshot holds exactly the new files; earlier snapshots stay readable)."""
-    if tx.table_metadata.name_mapping() is None:  # files written without Iceberg field ids need it
-        tx.set_properties(**{"schema.name-mapping.default":
-                             tx.table_metadata.schema().name_mapping.model_dump_json()})
+    _name_mapping(tx)
     old_files = [task.file for task in table.scan(snapshot_id=current_snapshot_id).plan_files()]
     # uris are in the order of the keys inspected (staged copies or the files themselves)
     # tx.table_metadata is rebuilt (deep-copied) by pyiceberg on every access: read it once
@@ -240,6 +238,23 @@ def _replace_files(table, tx, current_snapshot_id: int, uris: list[str], inp: Pa
             overwrite.delete_data_file(data_file)
         for data_file in new_files:
             overwrite.append_data_file(data_file)
+
+
+def _append_files(tx, uris: list[str], inp: ParquetInput, snapshot_properties: dict) -> None:
+    """One APPEND snapshot adding ``uris``: files just copied into a fresh folder, so none can be
+    referenced yet. What ``add_files`` does, without its check for referenced files (it reads
+    every manifest of the table) and without reading each footer again."""
+    _name_mapping(tx)
+    new_files = _data_files(tx.table_metadata, uris, inp.footers.values())
+    with tx.update_snapshot(snapshot_properties=snapshot_properties).fast_append() as append:
+        for data_file in new_files:
+            append.append_data_file(data_file)
+
+
+def _name_mapping(tx) -> None:
+    """Files written without Iceberg field ids are read through the table's name mapping."""
+    if tx.table_metadata.name_mapping() is None:
+        tx.set_properties(**{"schema.name-mapping.default": tx.table_metadata.schema().name_mapping.model_dump_json()})
 
 
 def find_registration(table, properties: dict) -> int | None:
@@ -308,11 +323,10 @@ def _commit(name: str, inp: ParquetInput, props: dict, *, catalog: Catalog, mode
                 current = table.current_snapshot()  # this attempt's fresh state; a conflict fails the commit
                 if mode == "replace" and current is not None:
                     _replace_files(table, tx, current.snapshot_id, uris, inp, commit_props)
-                else:
-                    # files copied into a fresh folder cannot be referenced yet: pyiceberg's check for
-                    # that reads every manifest of the table (a third of a commit at 300 snapshots)
-                    tx.add_files(file_paths=uris, snapshot_properties=commit_props,
-                                 check_duplicate_files=prepare is None)
+                elif prepare is not None:
+                    _append_files(tx, uris, inp, commit_props)
+                else:  # files already in storage: pyiceberg refuses ones the table references
+                    tx.add_files(file_paths=uris, snapshot_properties=commit_props)
             break
         except CommitFailedException as e:
             if attempt == COMMIT_RETRIES - 1:
