@@ -31,7 +31,7 @@ from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from elearn.datastores.catalog import NAMESPACE, get_catalog, table_identifier
+from elearn.datastores.catalog import NAMESPACE, get_catalog, table_identifier, transaction
 from elearn.datastores.dbmodels import SqlDatastoreSnapshot
 from elearn.db import session_scope
 from elearn.errors import DataError, InvalidInput
@@ -301,7 +301,7 @@ def _commit(name: str, inp: ParquetInput, props: dict, *, catalog: Catalog, mode
                 except TableAlreadyExistsError:  # another writer created it a moment ago
                     table = catalog.load_table(ident)
             if any(table.metadata.properties.get(k) != v for k, v in TABLE_PROPERTIES.items()):
-                with table.transaction() as tx:  # the commit refreshes ``table`` in place
+                with transaction(table) as tx:  # the commit refreshes ``table`` in place
                     tx.set_properties(**TABLE_PROPERTIES)
             earlier = find_registration(table, props)
             if earlier is not None:
@@ -318,7 +318,7 @@ def _commit(name: str, inp: ParquetInput, props: dict, *, catalog: Catalog, mode
             commit_props = {**props, PROP_PREFIX + "stats": json.dumps(inp.stats, sort_keys=True)[:60000]}
             if any(changes.values()):
                 commit_props[PROP_PREFIX + "schema_changes"] = json.dumps(changes, sort_keys=True)
-            with table.transaction() as tx:
+            with transaction(table) as tx:
                 _evolve(tx, ident, inp.schema, changes)
                 current = table.current_snapshot()  # this attempt's fresh state; a conflict fails the commit
                 if mode == "replace" and current is not None:
