@@ -8,7 +8,7 @@ PostgreSQL), and verify throughput.
    ``finish_version``, what ``publish_version`` does around the copy; MLflow:
    ``create_model_version``), point an alias at a random version. p50 and p99 per call, and
    MLflow's p50 over elearn's. MLflow 3.17 (``bench/requirements-peers.txt``) runs in its own
-   venv ``.venv-peers`` (made on first use; never the project's ``.venv``: it would move pinned
+   venv ``bench/.venv-peers`` (made on first use; never the project's ``.venv``: it would move pinned
    packages) in a subprocess (``bench/mlflow_registry.py``), on a database of its own: its
    ``SqlAlchemyStore`` and ``MlflowClient`` over it. Once on SQLite files (elearn's in WAL mode,
    as it runs; MLflow's as MLflow makes it), once on a throwaway PostgreSQL 15 cluster on
@@ -40,7 +40,7 @@ from pathlib import Path
 from bench.report import DEFAULT_PAGE, code_version, command_line, isolate, machine, percentile, write_section
 
 ROOT = Path(__file__).resolve().parent.parent
-PEERS_VENV = ROOT / ".venv-peers"
+PEERS_VENV = ROOT / "bench" / ".venv-peers"  # inside bench/: out of the project's import checks
 PEERS_REQUIREMENTS = Path(__file__).resolve().parent / "requirements-peers.txt"
 OPS = ("list all versions", "list a page of 100", "get a version", "register a version", "set an alias")
 
@@ -115,7 +115,7 @@ def latency(n: int, list_repeats: int = 10) -> dict[str, list[float]]:
 
 
 def peers_python() -> Path:
-    """The interpreter of ``.venv-peers`` with ``bench/requirements-peers.txt`` installed: made
+    """The interpreter of ``bench/.venv-peers`` with ``bench/requirements-peers.txt`` installed: made
     (or brought up to date) here, beside the project's venv and never inside it."""
     python = PEERS_VENV / "bin" / "python"
     stamp = PEERS_VENV / "requirements.sha256"

@@ -1,9 +1,9 @@
 """MLflow's model registry under the calls ``bench_registry`` makes of elearn's: run by the
-interpreter of the bench-only venv ``.venv-peers`` (MLflow pinned in ``bench/requirements-peers.txt``,
+interpreter of the bench-only venv ``bench/.venv-peers`` (MLflow pinned in ``bench/requirements-peers.txt``,
 never in the project's venv), on a database of its own. Prints one JSON object: milliseconds per
 call, per operation, for MLflow's ``SqlAlchemyStore`` and for ``MlflowClient`` over it.
 
-    .venv-peers/bin/python bench/mlflow_registry.py --db-uri sqlite:////tmp/mlflow.db --versions 10000
+    bench/.venv-peers/bin/python bench/mlflow_registry.py --db-uri sqlite:////tmp/mlflow.db --versions 10000
 
 Imports MLflow only (not elearn): the two never share a process or a venv.
 """
