@@ -65,6 +65,7 @@ def datastores(request: Request):
 @router.get("/datastores/{name}", response_class=HTMLResponse)
 def datastore(request: Request, name: v1.DATASTORE):
     from elearn.api.drift import drift_section
+    from elearn.datastores.history import snapshot_page
     from elearn.registry import get_store
 
     used_by: dict[int, list] = {}
@@ -73,7 +74,7 @@ def datastore(request: Request, name: v1.DATASTORE):
         if trained_on is not None and trained_on.name == name:
             used_by.setdefault(trained_on.snapshot_id, []).append(version)
     return _render(request, "datastore.html", "datastores", d=v1.get_datastore(name),
-                   snapshots=v1.list_snapshots(name, limit=1000, offset=0), used_by=used_by,
+                   snapshots=snapshot_page(name, limit=1000), used_by=used_by,
                    drift=drift_section(name))
 
 

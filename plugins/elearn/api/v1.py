@@ -12,6 +12,7 @@ import logging
 from datetime import datetime
 from typing import Annotated
 
+import pydantic_core
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
@@ -39,6 +40,13 @@ OFFSET = Annotated[int, Query(ge=0, le=2**31 - 1)]
 
 def _json(obj):
     return jsonable_encoder(obj.__dict__ if hasattr(obj, "__dict__") else obj)
+
+
+def _json_list(items: list[dict]) -> Response:
+    """A page answered as JSON bytes at once. Returned as is, FastAPI would first validate every
+    item against the route's ``list[dict]`` (copying it, in another worker thread), then serialise
+    it: a third of the time of a page of 100 versions. Same bytes (pydantic-core's serialiser)."""
+    return Response(pydantic_core.to_json(items), media_type="application/json")
 
 
 def _version_json(v) -> dict:
@@ -81,7 +89,7 @@ def get_datastore(name: DATASTORE) -> dict:
 def list_snapshots(name: DATASTORE, limit: LIMIT = 100, offset: OFFSET = 0) -> list[dict]:
     from elearn.datastores.history import snapshot_page
 
-    return snapshot_page(name, limit=limit, offset=offset)  # JSON-ready records (``history._record``)
+    return _json_list(snapshot_page(name, limit=limit, offset=offset))  # JSON-ready records (``history._record``)
 
 
 @router.get("/datastores/{name}/snapshots/{snapshot_id}", tags=["datastores"], summary="one snapshot")
@@ -104,7 +112,7 @@ def list_models() -> list[dict]:
 def list_versions(model: MODEL, limit: LIMIT = 100, offset: OFFSET = 0) -> list[dict]:
     from elearn.registry import get_store
 
-    return [_version_json(v) for v in get_store().list_versions(model, limit=limit, offset=offset)]
+    return _json_list([_version_json(v) for v in get_store().list_versions(model, limit=limit, offset=offset)])
 
 
 @router.get("/models/{model}/versions/{version}", tags=["models"],
