@@ -10,7 +10,7 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import event
 
 from elearn.objectstore import default_store
 
