@@ -12,6 +12,7 @@ service would give for the same flight.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -20,6 +21,8 @@ import pandas as pd
 
 from elearn.features.flights import (CATEGORICAL_FEATURES, NUMERIC_FEATURES, REQUIRED_FIELDS, WEATHER_FIELDS,
                                      FeatureSpec, FlightRequest, Lookups)
+
+log = logging.getLogger(__name__)
 
 # what one flight record may carry (the Bento's request fields): weather is optional
 RECORD_FIELDS = ["flight_id", *REQUIRED_FIELDS, *WEATHER_FIELDS]
@@ -51,7 +54,11 @@ class FlightScorer:
     def __init__(self, model, spec: FeatureSpec, lookups: Lookups):
         self.model, self.spec, self.lookups = model, spec, lookups
         self.infer = compiled_predictor(model)
-        self.features(FlightRequest.from_records([]))  # indexes the lookup tables now, not in the first request
+        try:  # index the lookup tables now, not in the first request
+            self.features(FlightRequest.from_records([]))
+        except Exception as e:  # noqa: BLE001 - a version's own tables: its requests will fail and say why
+            log.warning("the lookup tables of this model version cannot be used (%s: %s); its predictions will "
+                        "fail until it is retrained", type(e).__name__, e)
 
     @classmethod
     def load(cls, folder: Path) -> "FlightScorer":
