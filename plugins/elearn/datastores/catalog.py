@@ -31,10 +31,10 @@ class ElearnSqlCatalog(SqlCatalog):
         each commit writes a new file and never changes an old one, and parsed metadata is
         immutable. (With 1,000 snapshots a parse takes ~80 ms: every API call opened the table.)"""
         location = orm_table.metadata_location
-        metadata = _cached(location)
+        metadata = _cached(_METADATA, location)
         if metadata is None:
             table = super()._convert_orm_to_iceberg(orm_table)
-            _remember(location, table.metadata)
+            _remember(_METADATA, location, table.metadata, METADATA_CACHE_SIZE)
             return table
         return Table(identifier=Catalog.identifier_to_tuple(orm_table.table_namespace) + (orm_table.table_name,),
                      metadata=metadata, metadata_location=location,
@@ -44,7 +44,7 @@ class ElearnSqlCatalog(SqlCatalog):
         """As pyiceberg's; the metadata it just wrote is remembered, so the next load of the table
         (the next registration, an API call) does not parse it back from the file."""
         response = super().commit_table(table, requirements, updates)
-        _remember(response.metadata_location, response.metadata)
+        _remember(_METADATA, response.metadata_location, response.metadata, METADATA_CACHE_SIZE)
         return response
 
     def table_rows(self, namespace: str, *, limit: int | None = None, offset: int = 0) -> list[IcebergTables]:
@@ -92,20 +92,21 @@ _METADATA: OrderedDict = OrderedDict()  # metadata file location -> parsed Table
 _LOCK = threading.Lock()
 
 
-def _cached(location: str):
+def _cached(cache: OrderedDict, location: str):
+    """What ``cache`` (least recently used dropped first) holds for a metadata file, or None."""
     with _LOCK:
-        metadata = _METADATA.get(location)
-        if metadata is not None:
-            _METADATA.move_to_end(location)
-        return metadata
+        value = cache.get(location)
+        if value is not None:
+            cache.move_to_end(location)
+        return value
 
 
-def _remember(location: str, metadata) -> None:
+def _remember(cache: OrderedDict, location: str, value, size: int) -> None:
     with _LOCK:
-        _METADATA[location] = metadata
-        _METADATA.move_to_end(location)
-        while len(_METADATA) > METADATA_CACHE_SIZE:
-            _METADATA.popitem(last=False)
+        cache[location] = value
+        cache.move_to_end(location)
+        while len(cache) > size:
+            cache.popitem(last=False)
 
 
 _CATALOGS: dict[tuple, ElearnSqlCatalog] = {}
@@ -157,17 +158,13 @@ def datastore_summaries(*, limit: int | None = None, offset: int = 0,
     out = []
     for row in catalog.table_rows(NAMESPACE, limit=limit, offset=offset):
         location = row.metadata_location
-        with _LOCK:
-            summary = _SUMMARIES.get(location)
+        summary = _cached(_SUMMARIES, location)
         if summary is None:
             table = catalog._convert_orm_to_iceberg(row)
             current = table.current_snapshot()
             summary = DatastoreSummary(name=row.table_name, current_snapshot=current.snapshot_id if current else None,
                                        rows=int(current.summary["total-records"]) if current else 0,
                                        snapshots=len(table.snapshots()))
-            with _LOCK:
-                _SUMMARIES[location] = summary
-                while len(_SUMMARIES) > SUMMARY_CACHE_SIZE:
-                    _SUMMARIES.popitem(last=False)
+            _remember(_SUMMARIES, location, summary, SUMMARY_CACHE_SIZE)
         out.append(summary)
     return out

@@ -76,20 +76,13 @@ def lgmm1_lpdf(samples, weights, mus, sigmas, low=None, high=None, q=None):
     ubound = samples + q / 2 if high is None else np.minimum(samples + q / 2, np.exp(high))
     lbound = samples - q / 2 if low is None else np.maximum(samples - q / 2, np.exp(low))
     lbound = np.maximum(0, lbound)
-    # lognormal_cdf takes a vector: each sample's bound against every component, row by row
-    ub = np.repeat(ubound, len(mus)).reshape(len(samples), len(mus))
-    lb = np.repeat(lbound, len(mus)).reshape(len(samples), len(mus))
-    inc = weights * _lognormal_cdf_2d(lognormal_cdf, ub, mus, sigmas)
-    inc -= weights * _lognormal_cdf_2d(lognormal_cdf, lb, mus, sigmas)
+    if samples.size == 0:  # lognormal_cdf answers an empty row list with a flat array
+        return np.asarray([], dtype="float64").reshape(shape)
+    inc = weights * lognormal_cdf(ubound[:, None], mus, sigmas)
+    inc -= weights * lognormal_cdf(lbound[:, None], mus, sigmas)
     rval = np.log(_running_sum(inc)) - np.log(p_accept)
     rval.shape = shape
     return rval
-
-
-def _lognormal_cdf_2d(lognormal_cdf, x: np.ndarray, mus, sigmas) -> np.ndarray:
-    if x.size == 0:
-        return np.zeros(x.shape)
-    return lognormal_cdf(x, mus, sigmas)
 
 
 def install() -> None:
