@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from testbed import VENV_BIN, elearn_env
+from testbed import elearn_env
 
 
 @contextlib.contextmanager
@@ -36,29 +36,10 @@ def elearn_home(tmp_path, monkeypatch) -> Path:
 @pytest.fixture(scope="session")
 def moto_endpoint():
     """A real S3 API server (moto_server) on 127.0.0.1 for the whole session."""
-    import socket
-    import subprocess
-    import time
-    import urllib.request
+    from testbed.moto import moto_server
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(url + "/moto-api/", timeout=1)
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("moto_server did not start")
-            time.sleep(0.2)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
+    with moto_server() as url:
+        yield url
 
 
 @pytest.fixture
