@@ -148,6 +148,14 @@ class ObjectStore:
             raise ConfigError(f"{self.uri(key)} is not on the local filesystem")
         return Path(parsed.path)
 
+    def arrow_filesystem(self, key: str) -> tuple[pafs.FileSystem, str]:
+        """The pyarrow filesystem and path of ``key``, for a writer that writes straight into the
+        store (``pyarrow.parquet.write_table(t, path, filesystem=fs)``). Such a write is not
+        atomic on a ``file://`` store (a crash leaves part of a file; S3 shows an object only once
+        it is complete): write where nothing reads until a commit, e.g. a datastore's output folder."""
+        fs, _ = self._fs_and_base
+        return fs, self._path(key)
+
     def exists(self, key: str) -> bool:
         fs, base = self._fs_and_base
         return fs.get_file_info(self._path(key)).type != pafs.FileType.NotFound

@@ -112,3 +112,18 @@ def test_copy_returns_the_checksum_and_size_of_the_stored_bytes(store, monkeypat
     assert store.get_bytes("big/vocab.txt.gz") == packed
     with pytest.raises(NotFound, match="src/nope.bin does not exist"):
         store.copy("src/nope.bin", "dst/nope.bin")
+
+
+def test_arrow_filesystem_writes_where_the_store_reads(store):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    fs, path = store.arrow_filesystem("out/part-0.parquet")
+    if not store.is_s3:
+        fs.create_dir(path.rsplit("/", 1)[0])
+    pq.write_table(pa.table({"x": [1, 2, 3]}), path, filesystem=fs)
+    assert store.list("out") == ["out/part-0.parquet"]
+    with store.open_input_file("out/part-0.parquet") as f:
+        assert pq.read_table(f).column("x").to_pylist() == [1, 2, 3]
+    with pytest.raises(InvalidInput, match="must be a relative path"):
+        store.arrow_filesystem("../elsewhere.parquet")

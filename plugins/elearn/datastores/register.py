@@ -2,10 +2,11 @@
 
 A registration is one atomic Iceberg commit or nothing: staged files are first copied into
 the table's data location under a fresh folder (never referenced until the commit), then
-``add_files`` commits exactly those files. External registration commits files that already
-sit in storage, without copying. Re-running the task of the same DAG run returns the
-snapshot it committed before. A commit that loses a race with another writer is retried
-on the new table state. Every snapshot gets a bookkeeping row with its statistics.
+``add_files`` commits exactly those files. Files a producer wrote into a folder of
+``new_output_folder`` (already inside the data location) are committed where they are, as are
+those of an external registration (files that already sit in storage). Re-running the task of
+the same DAG run returns the snapshot it committed before. A commit that loses a race with
+another writer is retried on the new table state. Every snapshot gets a bookkeeping row with its statistics.
 """
 
 from __future__ import annotations
@@ -17,24 +18,24 @@ import random
 import re
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pyiceberg.catalog import Catalog
-from pyiceberg.exceptions import (CommitFailedException, NamespaceAlreadyExistsError, NoSuchTableError,
-                                  TableAlreadyExistsError)
+from pyiceberg.exceptions import CommitFailedException, NoSuchTableError, TableAlreadyExistsError
 from pyiceberg.io.pyarrow import (_pyarrow_to_schema_without_ids, compute_statistics_plan,
                                   data_file_statistics_from_parquet_metadata, parquet_path_to_id_mapping)
 from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
-from elearn.datastores.catalog import NAMESPACE, get_catalog, table_identifier, transaction
+from elearn.datastores.catalog import get_catalog, table_identifier, transaction
 from elearn.datastores.dbmodels import SqlDatastoreSnapshot
+from elearn.datastores.writing import create_namespace, data_location, store_key
 from elearn.db import session_scope
-from elearn.errors import DataError, InvalidInput
+from elearn.errors import Conflict, DataError, InvalidInput
 from elearn.objectstore import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ MAX_NAME = 128
 PROP_PREFIX = "elearn."
 IDENTITY_KEYS = ("dag_id", "dag_run_id", "task_id")
 COMMIT_RETRIES = 8
+FOOTER_READERS = 8
 # pyiceberg retries a conflicting commit by rebasing its snapshot producers on the new state,
 # which keeps decisions taken on the old one (e.g. "nothing to delete yet"); elearn retries
 # itself, re-deciding everything on the fresh table, so pyiceberg's own retry is switched off.
@@ -120,22 +122,32 @@ def _merge_stats(stats: dict, meta: pq.FileMetaData) -> None:
                 entry["max"] = hi if entry["max"] is None else max(entry["max"], hi)
 
 
+def _footer(store: ObjectStore, key: str) -> tuple[pq.FileMetaData, int]:
+    """The Parquet footer of ``key`` and the file's size (the open file knows it: no second request)."""
+    try:
+        with store.open_input_file(key) as f:
+            return pq.ParquetFile(f).metadata, f.size()
+    except (pa.ArrowInvalid, OSError) as e:
+        raise DataError(f"{store.uri(key)} is not a Parquet file ({str(e).splitlines()[0][:120]}); "
+                        f"remove it or write Parquet only") from e
+
+
 def inspect_parquet(store: ObjectStore, keys: list[str]) -> ParquetInput:
     """Check that every file is Parquet with one common schema; gather rows and statistics.
 
     Raises ``DataError`` naming the first file that is not Parquet or whose schema differs.
+    On S3 the footers are read FOOTER_READERS at a time (each is a request or two of latency).
     """
     if not keys:
         raise DataError(f"no data files under {store.root}")
     schema, rows, size, stats, first, footers = None, 0, 0, {}, None, {}
-    for key in keys:
+    if store.is_s3 and len(keys) > 1:
+        with ThreadPoolExecutor(min(FOOTER_READERS, len(keys))) as pool:
+            read = list(pool.map(lambda key: _footer(store, key), keys))  # the first failure, in key order
+    else:
+        read = [_footer(store, key) for key in keys]
+    for key, (meta, file_size) in zip(keys, read):
         uri = store.uri(key)
-        try:
-            with store.open_input_file(key) as f:
-                meta = pq.ParquetFile(f).metadata
-        except (pa.ArrowInvalid, OSError) as e:
-            raise DataError(f"{uri} is not a Parquet file ({str(e).splitlines()[0][:120]}); "
-                            f"remove it or write Parquet only") from e
         file_schema = meta.schema.to_arrow_schema()
         if schema is None:
             schema, first = file_schema, uri
@@ -145,7 +157,6 @@ def inspect_parquet(store: ObjectStore, keys: list[str]) -> ParquetInput:
             diff = sorted(set(theirs.items()) ^ set(ours.items()))
             raise DataError(f"{uri} has a different schema from {first} (columns {sorted({d[0] for d in diff})}); "
                             f"all files of one snapshot must share one schema")
-        file_size = store.size(key)
         rows += meta.num_rows
         size += file_size
         footers[key] = (meta, file_size)
@@ -224,12 +235,15 @@ def _data_files(table_metadata, uris: list[str], footers) -> list[DataFile]:
     return files
 
 
-def _replace_files(table, tx, current_snapshot_id: int, uris: list[str], inp: ParquetInput,
+def _current_files(table, current_snapshot_id: int) -> list[DataFile]:
+    return [task.file for task in table.scan(snapshot_id=current_snapshot_id).plan_files()]
+
+
+def _replace_files(tx, old_files: list[DataFile], uris: list[str], inp: ParquetInput,
                    snapshot_properties: dict) -> None:
-    """One OVERWRITE snapshot that removes every current data file and adds ``uris`` (a nightly
-    refresh: the snapshot holds exactly the new files; earlier snapshots stay readable)."""
+    """One OVERWRITE snapshot that removes ``old_files`` (every current data file) and adds ``uris``
+    (a nightly refresh: the snapshot holds exactly the new files; earlier snapshots stay readable)."""
     _name_mapping(tx)
-    old_files = [task.file for task in table.scan(snapshot_id=current_snapshot_id).plan_files()]
     # uris are in the order of the keys inspected (staged copies or the files themselves)
     # tx.table_metadata is rebuilt (deep-copied) by pyiceberg on every access: read it once
     new_files = _data_files(tx.table_metadata, uris, inp.footers.values())
@@ -241,9 +255,10 @@ def _replace_files(table, tx, current_snapshot_id: int, uris: list[str], inp: Pa
 
 
 def _append_files(tx, uris: list[str], inp: ParquetInput, snapshot_properties: dict) -> None:
-    """One APPEND snapshot adding ``uris``: files just copied into a fresh folder, so none can be
-    referenced yet. What ``add_files`` does, without its check for referenced files (it reads
-    every manifest of the table) and without reading each footer again."""
+    """One APPEND snapshot adding ``uris``: files just copied into a fresh folder, or written in
+    place and checked against the current snapshot (``_refuse_held``), so none is referenced
+    there yet. What ``add_files`` does, without its check for referenced files (it reads every
+    manifest of the table) and without reading each footer again."""
     _name_mapping(tx)
     new_files = _data_files(tx.table_metadata, uris, inp.footers.values())
     with tx.update_snapshot(snapshot_properties=snapshot_properties).fast_append() as append:
@@ -269,6 +284,19 @@ def find_registration(table, properties: dict) -> int | None:
     return None
 
 
+def _refuse_held(ident: str, current, held: list[DataFile], uris: list[str]) -> None:
+    """Files written in place are committed once: ``Conflict`` when the current snapshot holds
+    any of them already (another run registered the same folder), rather than a snapshot that
+    holds a file twice (an append) or a copy of the current one (a replace)."""
+    held_paths = {f.file_path for f in held}
+    again = [uri for uri in uris if uri in held_paths]
+    if again:
+        folder = again[0].rsplit("/", 1)[0]
+        raise Conflict(f"datastore {ident}: its current snapshot {current.snapshot_id} already holds {len(again)} "
+                       f"of the files in {folder}; an output folder is committed once: write the new output "
+                       f"into a fresh folder (new_output_folder)")
+
+
 def _record(name: str, snap_id: int, rows: int, inp: ParquetInput, props: dict, changes: dict, hash_: str) -> None:
     with session_scope() as s:
         exists = s.scalar(select(SqlDatastoreSnapshot.id).where(SqlDatastoreSnapshot.name == name,
@@ -281,15 +309,15 @@ def _record(name: str, snap_id: int, rows: int, inp: ParquetInput, props: dict, 
 
 def _commit(name: str, inp: ParquetInput, props: dict, *, catalog: Catalog, mode: str, allow_incompatible: bool,
             allow_empty: bool, prepare=None) -> DatastoreSnapshot:
+    """Commit ``inp`` as one snapshot. ``prepare(table)`` (when given) returns the URIs to commit
+    and whether they are the files of ``inp`` themselves (written in place) rather than copies;
+    without it ``inp.uris`` are committed through ``add_files``."""
     ident = table_identifier(name)
     if inp.rows == 0 and not allow_empty:
         raise DataError(f"the output for datastore {ident} has no rows; committing it would "
                         f"{'empty the datastore' if mode == 'replace' else 'add nothing'} (allow_empty=True to accept)")
-    try:
-        catalog.create_namespace(NAMESPACE)
-    except (NamespaceAlreadyExistsError, IntegrityError):
-        pass  # pyiceberg checks, then inserts: a writer that lost that race gets the database's IntegrityError
-    uris = None
+    create_namespace(catalog)
+    uris, in_place = None, False
     for attempt in range(COMMIT_RETRIES):
         try:
             try:
@@ -314,15 +342,18 @@ def _commit(name: str, inp: ParquetInput, props: dict, *, catalog: Catalog, mode
                 return result
             changes = _schema_changes(ident, table.schema(), inp.schema, allow_incompatible)
             if uris is None:
-                uris = prepare(table) if prepare else inp.uris
+                uris, in_place = prepare(table) if prepare else (inp.uris, False)
             commit_props = {**props, PROP_PREFIX + "stats": json.dumps(inp.stats, sort_keys=True)[:60000]}
             if any(changes.values()):
                 commit_props[PROP_PREFIX + "schema_changes"] = json.dumps(changes, sort_keys=True)
+            current = table.current_snapshot()  # this attempt's fresh state; a conflict fails the commit
+            held = _current_files(table, current.snapshot_id) if current and (mode == "replace" or in_place) else []
+            if in_place:
+                _refuse_held(ident, current, held, uris)
             with transaction(table) as tx:
                 _evolve(tx, ident, inp.schema, changes)
-                current = table.current_snapshot()  # this attempt's fresh state; a conflict fails the commit
                 if mode == "replace" and current is not None:
-                    _replace_files(table, tx, current.snapshot_id, uris, inp, commit_props)
+                    _replace_files(tx, held, uris, inp, commit_props)
                 elif prepare is not None:
                     _append_files(tx, uris, inp, commit_props)
                 else:  # files already in storage: pyiceberg refuses ones the table references
@@ -376,9 +407,12 @@ def register_datastore(name: str, staged: Path | str, *, objects: ObjectStore, p
     ``staged`` is a local folder, or the URI of a folder inside the object store ``objects``
     (where Spark on a cluster writes); its files are copied (a hard link on a ``file://`` store,
     a server-side copy on S3) into the table's data location before the commit, so the snapshot
-    never depends on the staging area. ``properties`` (``dag_id``, ``dag_run_id``, ``task_id``,
-    ``job``, ``job_sha256``, ``input_sha256`` of the job's inputs, ``git_commit`` …) are stored in
-    the snapshot summary; a snapshot of the same DAG run and task is returned as is
+    never depends on the staging area. A folder already inside the table's data location (one
+    from ``new_output_folder``, which the producer wrote into) is committed in place, nothing
+    copied; such files are committed once: ``Conflict`` when the current snapshot holds any of
+    them already (registering the folder again from another run). ``properties`` (``dag_id``,
+    ``dag_run_id``, ``task_id``, ``job``, ``job_sha256``, ``input_sha256`` of the job's inputs,
+    ``git_commit`` …) are stored in the snapshot summary; a snapshot of the same DAG run and task is returned as is
     (``reused=True``). ``mode``: ``replace`` (the snapshot holds exactly these files) or
     ``append``. Schema rules: a new nullable column is accepted and recorded; dropped/renamed
     columns, type changes and empty output raise ``DataError`` naming the columns unless
@@ -394,17 +428,16 @@ def register_datastore(name: str, staged: Path | str, *, objects: ObjectStore, p
     inp = inspect_parquet(source, keys)
     props = _properties(properties)
     catalog = catalog or get_catalog()
-    ident = table_identifier(name)
 
-    def upload(table) -> list[str]:
+    def place(table) -> tuple[list[str], bool]:
+        data = data_location(table.location())
+        folder = store_key(objects, data + f"elearn-{props[PROP_PREFIX + 'batch'][:12]}", name, table.location())
+        if prefix is not None and objects.uri(prefix).startswith(data):
+            return inp.uris, True  # written in place (new_output_folder): nothing to copy
         # copy into the table's data location under a fresh folder; nothing references it until the commit
-        location = table.location().rstrip("/") + f"/data/elearn-{props[PROP_PREFIX + 'batch'][:12]}"
-        store_root = objects.root.rstrip("/")
-        if not location.startswith(store_root + "/"):
-            raise InvalidInput(f"datastore {ident} lives at {table.location()}, outside the object store {store_root}")
         uris = []
         for key in keys:  # relative paths kept: files in subfolders may share a name
-            target = location[len(store_root) + 1:] + "/" + key
+            target = f"{folder}/{key}"
             if prefix is None:
                 objects.put_file(source.local_path(key), target, link=True)
             elif objects.is_s3:
@@ -412,10 +445,10 @@ def register_datastore(name: str, staged: Path | str, *, objects: ObjectStore, p
             else:
                 objects.put_file(objects.local_path(f"{prefix}/{key}"), target, link=True)
             uris.append(objects.uri(target))
-        return uris
+        return uris, False
 
     return _commit(name, inp, props, catalog=catalog, mode=mode, allow_incompatible=allow_incompatible,
-                   allow_empty=allow_empty, prepare=upload)
+                   allow_empty=allow_empty, prepare=place)
 
 
 def register_external(name: str, source_uri: str, *, properties: dict[str, str] | None = None,
