@@ -319,12 +319,14 @@ def test_vectorized_quantized_densities_are_hyperopts_bit_for_bit(components, bo
     weights /= max(weights.sum(), 1.0)
     sigmas = rng.uniform(0.1, 3.0, components)
     samples, mus = rng.uniform(0, 10, 24), rng.uniform(0, 10, components)
+    samples[12:] = np.round(samples[:12])  # repeated samples (as a quantized parameter's) and distinct ones
     low, high = (0.0, 10.0) if bounded else (None, None)
     with np.errstate(divide="ignore", invalid="ignore"):  # no components: log(0), as hyperopt's
         ours = tpe_densities.gmm1_lpdf(samples, weights, mus, sigmas, low=low, high=high, q=1.0)
         theirs = tpe.GMM1_lpdf(samples, weights, mus, sigmas, low=low, high=high, q=1.0)
         assert np.array_equal(ours, theirs, equal_nan=True)
         log_samples, log_mus = rng.uniform(1, 10, 24), rng.uniform(0, 2, components)
+        log_samples[12:] = np.round(log_samples[:12])
         low, high = (np.log(0.5), np.log(20.0)) if bounded else (None, None)
         ours = tpe_densities.lgmm1_lpdf(log_samples, weights, log_mus, sigmas, low=low, high=high, q=1.0)
         theirs = tpe.LGMM1_lpdf(log_samples, weights, log_mus, sigmas, low=low, high=high, q=1.0)
@@ -365,3 +367,20 @@ def test_tpe_suggests_the_same_points_with_the_vectorized_densities(monkeypatch)
     finally:
         monkeypatch.undo()
         tpe_densities.install()
+
+
+@pytest.mark.parametrize("n", [0, 1, 5, 300])
+def test_vectorized_split_of_observations_is_hyperopts(n):
+    import numpy as np
+    from hyperopt import tpe
+
+    from elearn.tuning import tpe_densities
+
+    rng = np.random.default_rng(n)
+    tids = list(range(n))
+    losses = [float(x) for x in rng.choice([0.1, 0.2, 0.3, float("inf")], n)]  # ties and taken trials
+    for vals in ([int(v) for v in rng.integers(0, 9, n)], [float(v) for v in rng.random(n)]):
+        ours = tpe_densities.ap_split_trials(tids, vals, tids, losses, 0.25)
+        theirs = tpe.ap_split_trials(tids, vals, tids, losses, 0.25)
+        for a, b in zip(ours, theirs):
+            assert a.dtype == b.dtype and np.array_equal(a, b)

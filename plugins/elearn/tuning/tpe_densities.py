@@ -1,4 +1,5 @@
-"""hyperopt's TPE densities for quantized parameters (``quniform``, ``qloguniform``, …), vectorized.
+"""hyperopt's TPE loops over trials, vectorized: the densities of quantized parameters
+(``quniform``, ``qloguniform``, …) and the split of observations into good and bad ones.
 
 hyperopt 0.3.0 evaluates a quantized parameter's mixture density with a Python loop over the
 mixture's components, one per finished trial: at 10,000 trials that loop is most of what a
@@ -6,8 +7,12 @@ suggestion costs (and of what ``fmin`` costs). ``install()`` registers the same 
 over a samples × components array in hyperopt's ``pyll`` scope, under the same names, so TPE
 calls it instead. The result is bit for bit hyperopt's: the same element-wise operations, and
 the components added one after another in the same order (a running sum, ``cumsum``), not
-pairwise — so TPE suggests exactly the points it would have (``tests/unit/test_tuning.py``).
+pairwise, and each distinct sample computed once (a sample's density depends on it alone; TPE's
+24 candidates of a quantized parameter repeat a few values) — so TPE suggests exactly the points
+it would have (``tests/unit/test_tuning.py``).
 Continuous parameters (``q`` None) go to hyperopt's own functions, which are vectorized already.
+``ap_split_trials`` (which observations feed the "below" and "above" densities) walks every
+observation in Python twice per parameter; here a mask picks the same values in the same order.
 
 Written by hand because hyperopt has no such option; checked against hyperopt's functions for
 the pinned version only (``install`` refuses another version).
@@ -20,7 +25,7 @@ import threading
 import numpy as np
 
 HYPEROPT_VERSION = "0.3.0"
-_NAMES = ("GMM1_lpdf", "LGMM1_lpdf")
+_NAMES = ("GMM1_lpdf", "LGMM1_lpdf", "ap_split_trials")
 _originals: dict = {}
 _lock = threading.Lock()
 
@@ -49,11 +54,12 @@ def gmm1_lpdf(samples, weights, mus, sigmas, low=None, high=None, q=None):
         p_accept = 1
     else:
         p_accept = np.sum(weights * (normal_cdf(high, mus, sigmas) - normal_cdf(low, mus, sigmas)))
+    samples, seen = np.unique(samples, return_inverse=True)  # quantized samples repeat: each computed once
     ubound = samples + q / 2 if high is None else np.minimum(samples + q / 2, high)
     lbound = samples - q / 2 if low is None else np.maximum(samples - q / 2, low)
     inc = weights * normal_cdf(ubound[:, None], mus, sigmas)
     inc -= weights * normal_cdf(lbound[:, None], mus, sigmas)
-    rval = np.log(_running_sum(inc)) - np.log(p_accept)
+    rval = (np.log(_running_sum(inc)) - np.log(p_accept))[seen]
     rval.shape = shape
     return rval
 
@@ -73,6 +79,7 @@ def lgmm1_lpdf(samples, weights, mus, sigmas, low=None, high=None, q=None):
         p_accept = 1
     else:
         p_accept = np.sum(weights * (normal_cdf(high, mus, sigmas) - normal_cdf(low, mus, sigmas)))
+    samples, seen = np.unique(samples, return_inverse=True)  # as in gmm1_lpdf
     ubound = samples + q / 2 if high is None else np.minimum(samples + q / 2, np.exp(high))
     lbound = samples - q / 2 if low is None else np.maximum(samples - q / 2, np.exp(low))
     lbound = np.maximum(0, lbound)
@@ -80,24 +87,43 @@ def lgmm1_lpdf(samples, weights, mus, sigmas, low=None, high=None, q=None):
         return np.asarray([], dtype="float64").reshape(shape)
     inc = weights * lognormal_cdf(ubound[:, None], mus, sigmas)
     inc -= weights * lognormal_cdf(lbound[:, None], mus, sigmas)
-    rval = np.log(_running_sum(inc)) - np.log(p_accept)
+    rval = (np.log(_running_sum(inc)) - np.log(p_accept))[seen]
     rval.shape = shape
     return rval
 
 
-def install() -> None:
-    """Make hyperopt's TPE use the functions above (idempotent; this process only)."""
+def ap_split_trials(o_idxs, o_vals, l_idxs, l_vals, gamma, gamma_cap=None):
+    """hyperopt.tpe.ap_split_trials without the loops: the values ``o_vals`` of the trials
+    (``o_idxs``) among the ``n_below`` lowest losses, and of the others, in ``o_vals``' order."""
+    from hyperopt.tpe import DEFAULT_LF
+
+    gamma_cap = DEFAULT_LF if gamma_cap is None else gamma_cap
+    o_idxs, o_vals, l_idxs, l_vals = map(np.asarray, (o_idxs, o_vals, l_idxs, l_vals))
+    n_below = min(int(np.ceil(gamma * np.sqrt(len(l_vals)))), gamma_cap)
+    l_order = np.argsort(l_vals)
+
+    def values_of(ids) -> np.ndarray:
+        picked = o_vals[np.isin(o_idxs, ids)]
+        return picked if picked.size else np.asarray([])  # hyperopt's asarray of an empty list
+
+    return values_of(l_idxs[l_order[:n_below]]), values_of(l_idxs[l_order[n_below:]])
+
+
+def install() -> bool:
+    """Make hyperopt's TPE use the functions above (idempotent; this process only). False
+    where hyperopt is not the version they follow (it keeps its own functions)."""
     import hyperopt
     from hyperopt.pyll import scope
 
     if hyperopt.__version__ != HYPEROPT_VERSION:
-        return  # checked against 0.3.0 only: another version keeps its own functions
+        return False
     with _lock:
         if _originals:
-            return
-        for name, fast in zip(_NAMES, (gmm1_lpdf, lgmm1_lpdf)):
+            return True
+        for name, fast in zip(_NAMES, (gmm1_lpdf, lgmm1_lpdf, ap_split_trials)):
             _originals[name] = scope._impls[name]
             scope._impls[name] = fast
+    return True
 
 
 def uninstall() -> None:
