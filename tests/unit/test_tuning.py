@@ -229,25 +229,27 @@ def test_reporting_the_same_epochs_from_two_threads_keeps_one_of_each(elearn_hom
 
 # ---------------------------------------------------------------- what a process keeps of a study
 
-def play(name, rounds, restart_each_round=False):
-    """Ask and tell ``rounds`` rounds; with ``restart_each_round``, every ask starts from what
-    a fresh process knows (nothing). The points asked, round by round."""
+def play(name, rounds, restart_each_round=False, fail=()):
+    """Ask and tell ``rounds`` rounds (the trials numbered in ``fail`` fail); with
+    ``restart_each_round``, every ask starts from what a fresh process knows (nothing). The
+    points asked, round by round."""
     from elearn.tuning.history import forget_all
 
     asked = []
     for r in range(rounds):
         if restart_each_round:
             forget_all()
-        trials = run_round(name, r)
+        trials = run_round(name, r, fail=fail)
         asked.append([t.params for t in trials])
     return asked
 
 
-def test_a_process_that_keeps_the_study_asks_what_a_restarted_one_would(elearn_home):
+@pytest.mark.parametrize("fail", [(), (3, 6)])
+def test_a_process_that_keeps_the_study_asks_what_a_restarted_one_would(elearn_home, fail):
     for name in ("kept", "restarted"):
-        create_study(config(name, parallelism=2, max_trials=10, n_startup_jobs=2))
-    kept = play("kept", 5)
-    restarted = play("restarted", 5, restart_each_round=True)
+        create_study(config(name, parallelism=2, max_trials=10, n_startup_jobs=2, max_failed_trials=3))
+    kept = play("kept", 5, fail=fail)
+    restarted = play("restarted", 5, restart_each_round=True, fail=fail)
     assert kept == restarted  # TPE (after 2 random trials) from the same trials gives the same points
     assert len({tuple(sorted(p.items())) for r in kept for p in r}) == 10
     assert [t.source for t in trials_of("kept")] == ["tpe"] * 10
@@ -384,3 +386,82 @@ def test_vectorized_split_of_observations_is_hyperopts(n):
         theirs = tpe.ap_split_trials(tids, vals, tids, losses, 0.25)
         for a, b in zip(ours, theirs):
             assert a.dtype == b.dtype and np.array_equal(a, b)
+
+
+def hyperopt_points(config, history, numbers) -> list[dict]:
+    """What plain hyperopt (its own functions, a ``Trials`` of one document per trial) suggests
+    after ``history`` (objects with number, params, state, value), as elearn asks: one
+    ``tpe.suggest`` per number, each point inserted as taken before the next."""
+    from hyperopt import (JOB_STATE_DONE, JOB_STATE_ERROR, JOB_STATE_RUNNING, STATUS_FAIL, STATUS_OK, Domain,
+                          Trials, tpe)
+
+    domain, trials = Domain(lambda p: 0.0, to_hyperopt(config.space)), Trials()
+
+    def insert(number, params, state, value):
+        if state in ("COMPLETED", "STOPPED"):
+            result, job = {"status": STATUS_OK, "loss": config.loss(value)}, JOB_STATE_DONE
+        elif state == "FAILED":
+            result, job = {"status": STATUS_FAIL}, JOB_STATE_ERROR
+        else:
+            result, job = {"status": "new"}, JOB_STATE_RUNNING
+        misc = {"tid": number, "cmd": ("domain_attachment", "FMinIter_Domain"), "workdir": None,
+                "idxs": {k: [number] for k in config.space}, "vals": vals_from_params(config.space, params)}
+        (doc,) = trials.new_trial_docs([number], [None], [result], [misc])
+        doc["state"] = job
+        trials.insert_trial_docs([doc])
+        trials.refresh()
+
+    for t in sorted(history, key=lambda t: t.number):
+        insert(t.number, t.params, t.state, t.value)
+    points = []
+    for number in numbers:
+        (doc,) = tpe.suggest([number], domain, trials, config.seed * 100_003 + number,
+                             n_startup_jobs=config.n_startup_jobs)
+        points.append(params_from_vals(config.space, doc["misc"]["vals"]))
+        insert(number, points[-1], "PENDING", None)
+    return points
+
+
+def test_a_search_suggests_what_plain_hyperopt_suggests_from_the_same_trials():
+    """Bit for bit, at a few hundred trials of every kind of parameter and trial state, with
+    the trials observed out of order and changing state: the arrays a ``Search`` keeps and the
+    vectorized functions give hyperopt's own points."""
+    import math
+    import random
+    from types import SimpleNamespace
+
+    from elearn.tuning import tpe_densities
+    from elearn.tuning.search import Search
+
+    space = {"rate": {"type": "loguniform", "low": 1e-4, "high": 1e-1},
+             "dropout": {"type": "uniform", "low": 0.0, "high": 0.5},
+             "units": {"type": "quniform", "low": 8, "high": 256, "q": 8},
+             "half": {"type": "quniform", "low": 0, "high": 5, "q": 0.5},
+             "scale": {"type": "qloguniform", "low": 1, "high": 1000, "q": 1},
+             "act": {"type": "choice", "options": ["relu", "tanh", 3]}}
+    config = StudyConfig(name="plain", space=space, max_trials=1000, n_startup_jobs=20, direction="minimize")
+    rng = random.Random(5)
+    states = ["COMPLETED"] * 6 + ["STOPPED", "FAILED", "PENDING", "RUNNING"]
+    history = []
+    for number in range(300):
+        half = round(rng.uniform(0, 5) / 0.5) * 0.5
+        params = {"rate": math.exp(rng.uniform(math.log(1e-4), math.log(1e-1))), "dropout": rng.uniform(0, 0.5),
+                  "units": round(rng.uniform(8, 256) / 8) * 8,
+                  "half": int(half) if half.is_integer() else half,  # as JSON may hold it: ints and floats
+                  "scale": round(math.exp(rng.uniform(0, math.log(1000)))), "act": rng.choice(["relu", "tanh", 3])}
+        state = rng.choice(states)
+        value = rng.random() if state in ("COMPLETED", "STOPPED") else None
+        history.append(SimpleNamespace(number=number, params=params, state=state, value=value))
+    numbers = list(range(300, 306))
+
+    tpe_densities.uninstall()  # plain hyperopt as it ships
+    try:
+        theirs = hyperopt_points(config, history, numbers)
+    finally:
+        tpe_densities.install()
+    search = Search(config)
+    shuffled = rng.sample(history, len(history))
+    search.observe(SimpleNamespace(number=t.number, params=t.params, state="PENDING", value=None) for t in shuffled)
+    search.observe(shuffled)  # now as they ended
+    assert search.suggest(numbers) == theirs
+    assert len({tuple(sorted(p.items(), key=str)) for p in theirs}) == len(numbers)

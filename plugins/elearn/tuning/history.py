@@ -2,10 +2,11 @@
 
 The database stays the study: every write to its trials takes the study's next revision and
 stamps it on the rows it wrote (``dbmodels``). A ``StudyHistory`` holds the trials as read up to
-some revision, plus the study's ``Search`` (hyperopt's ``Domain`` and ``Trials``), and catches
-up by reading only the rows above that revision — what this process, another worker or a
-restarted scheduler wrote since. It is only touched under the study's lock (``open``), and is
-dropped when anything goes wrong in between, so the next caller reads the study afresh.
+some revision, plus the study's ``Search`` (hyperopt's ``Domain``, the trials as TPE reads
+them), and catches up by reading only the rows above that revision — what this process, another
+worker or a restarted scheduler wrote since. It is only touched under the study's lock
+(``open``), and is dropped when anything goes wrong in between, so the next caller reads the
+study afresh.
 """
 
 from __future__ import annotations
@@ -68,9 +69,10 @@ class StudyHistory:
             self._search = Search(self.config)
             self._search.observe(self.trials.values())
             if len(self.trials) >= FREEZE_AFTER:
-                # hyperopt keeps a few dozen objects per trial, alive as long as the study is kept:
-                # out of the collector's sight, a full collection no longer walks them all (at
-                # 10,000 trials it did every few asks, ~100 ms each: the p95 of an ask)
+                # a history keeps a few objects per trial (its record, its parameters), alive as long
+                # as the study is kept: out of the collector's sight, a full collection no longer
+                # walks them all (with hyperopt's trial documents, at 10,000 trials it did every few
+                # asks, ~100 ms each: the p95 of an ask)
                 gc.freeze()
         return self._search
 

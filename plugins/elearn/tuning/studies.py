@@ -1,8 +1,8 @@
 """Studies: ask/tell hyperparameter search whose state lives in elearn's database.
 
 The database is the study. A process keeps what it read of a study between calls (its
-``history``: the trials, hyperopt's ``Domain`` and ``Trials``) and, under the study's lock,
-reads only the trials written since, so ``ask`` costs what hyperopt's own loop costs while any
+``history``: the trials, and the arrays hyperopt's TPE reads) and, under the study's lock,
+reads only the trials written since, so ``ask`` costs what TPE's model costs while any
 process — a retried task, another Airflow worker, a restarted scheduler — asks from the same
 trials and gets the same points. ``ask`` is also where a study resumes: trials a killed DAG run
 left PENDING or RUNNING (their gang is gone) are handed out again with the same parameters, and
