@@ -7,8 +7,8 @@
    elearn ``ask`` + ``start_trial`` + ``tell`` on its default SQLite database; hyperopt's own
    ``fmin`` in-process, continuing from the same trials (the objective being free, this is TPE's
    own time plus fmin's bookkeeping), as hyperopt ships and with the vectorized quantized densities
-   elearn installs (``elearn.tuning.tpe_densities``: elearn's own cost beside the same TPE); Optuna's TPE (``TPESampler``, seeded, same space and
-   startup trials) on a SQLite storage and in memory, ``study.ask`` + ``study.tell``. Goals:
+   and split of observations elearn installs (``elearn.tuning.tpe_densities``: elearn's own cost
+   beside the same TPE); Optuna's TPE (``TPESampler``, seeded, same space and startup trials) on a SQLite storage and in memory, ``study.ask`` + ``study.tell``. Goals:
    elearn <= 1.1x fmin, elearn's p95 <= 1.5x its median, elearn faster than Optuna on SQLite.
    The histories are written in bulk (setup, not timed).
 2. **TPE vs random** on the demo model (``--demo``, minutes): two studies on the same datastore
@@ -392,11 +392,11 @@ Load average (1 min) before / after the run: {load_before:.2f} / {load_after:.2f
 (loguniform, choice, uniform, quniform; values from a made-up objective) is given to every
 contender, then {args.timed} more trials are asked and told one at a time, after one untimed trial.
 elearn: a study on its default SQLite database (WAL); each `ask` takes the study's lock, reads
-the trials written since its last call and asks TPE, then `start_trial` and `tell` write the
+the trials written since its last call and asks TPE (from the arrays it keeps of the trials), then `start_trial` and `tell` write the
 trial — three transactions. hyperopt `fmin` in-process, continuing from the same trials in
 memory (the objective costs nothing: TPE's own time plus fmin's bookkeeping), twice: as hyperopt
 {hyperopt.__version__} ships (what a user of fmin gets; the goal's base) and with the vectorized densities for
-quantized parameters elearn installs in hyperopt (`elearn.tuning.tpe_densities`, the same results
+quantized parameters and split of observations into good and bad ones elearn installs in hyperopt (`elearn.tuning.tpe_densities`, the same results
 bit for bit), which isolates elearn's own cost. Optuna
 `TPESampler` (seed {SEED}, {N_STARTUP} startup trials, as elearn's study) with `study.ask` + `study.tell`
 on a SQLite storage (Optuna's defaults) and in memory. All TPE settings otherwise the libraries'
