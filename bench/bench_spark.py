@@ -798,6 +798,9 @@ the same arguments (the landed files, `--sample-fraction 1.0`) and the same mast
 shows `{r.overhead.master if r.overhead else SPARK_MASTER}`), interleaved. The task also checks the
 landed files' sha256 and hashes the job file. Its peak memory adds the Airflow process (RSS) to
 Spark's. Airflow's start-up is measured as `airflow tasks test` of a trivial task of the same DAG.
+`airflow tasks test` starts a whole Airflow CLI process per task; the task as a scheduler runs it
+(LocalExecutor, Airflow's own record of its duration) is measured at 1x, 10x and 30x in the section
+"Platform overhead: the scheduled Spark task" (`bench/bench_task_overhead.py`).
 
 {overhead}
 """
