@@ -1,7 +1,7 @@
 """Local stand-ins for what elearn runs against, shared by the tests and the benchmarks: a
 PostgreSQL cluster (``postgres``), Airflow standalone and its REST API (``airflow_standalone``,
 ``airflow_api``), a Kubernetes API emulator (``kube_emulator``), a Spark standalone cluster
-(``spark_cluster``) and real DAG runs (``dag_runs``); here, the environment that points a
+(``spark_cluster``), an S3 API server (``moto``) and real DAG runs (``dag_runs``); here, the environment that points a
 process at one ELEARN_HOME."""
 
 from __future__ import annotations
