@@ -22,11 +22,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 ALWAYS = [
-    # needs the first run, the second run and the degraded v3: all three stage fixtures
+    # needs the first run, the second run and the degraded v3: all three stage fixtures (a heavy test)
     "tests/e2e/test_nightly_pipeline.py::"
     "test_each_snapshot_gets_its_own_study_and_gc_removes_an_unpinned_versions_bento",
 ]
 SLOW_FOLDERS = ("tests/e2e/",)
+RUNNABLE = "not k8s"  # heavy tests too (no Kubernetes cluster here)
 PER_TEST_TIMEOUT_S = 1800
 
 
@@ -34,19 +35,22 @@ def pytest_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args]
 
 
-def collect() -> list[str]:
-    """Every node id the default run selects (the same markers as `make test`)."""
-    done = subprocess.run(pytest_command("--collect-only", "-q"), cwd=REPO, capture_output=True, text=True)
+def collect(markers: str | None = None) -> list[str]:
+    """Every node id the default run selects (the same markers as `make test`), or the one
+    ``markers`` selects (``-m``)."""
+    done = subprocess.run(pytest_command("--collect-only", "-q", *(["-m", markers] if markers else [])), cwd=REPO,
+                          capture_output=True, text=True)
     if done.returncode != 0:
         sys.exit(f"collecting the tests failed:\n{(done.stdout + done.stderr)[-4000:]}")
     return [line.strip() for line in done.stdout.splitlines() if "::" in line and not line.startswith(" ")]
 
 
-def choose(collected: list[str], seed: int, size: int, all_of: list[str]) -> list[str]:
+def choose(collected: list[str], seed: int, size: int, all_of: list[str], known: list[str] | None = None) -> list[str]:
     """ALWAYS, every test of the files in ``all_of``, then one test from each of ``size`` test
     files drawn with ``seed`` outside tests/e2e, in that order, without repeats. Of a file's tests
-    the first is left out (`make test` already runs it as it would run alone) unless it is the only one."""
-    missing = [node for node in ALWAYS if node not in collected]
+    the first is left out (`make test` already runs it as it would run alone) unless it is the only one.
+    ALWAYS may name heavy tests: they are looked up in ``known`` (default: ``collected``)."""
+    missing = [node for node in ALWAYS if node not in (collected if known is None else known)]
     if missing:
         sys.exit(f"run_alone.ALWAYS names tests that no longer exist: {missing}")
     chosen = list(ALWAYS) + [n for f in all_of for n in collected if n.split("::")[0] == f and n not in ALWAYS]
@@ -66,7 +70,8 @@ def run_alone(node: str) -> tuple[bool, float, str]:
     """(passed, seconds, output) of ``pytest NODE`` in a process of its own."""
     start = time.monotonic()
     try:
-        done = subprocess.run(pytest_command("-q", "-x", node), cwd=REPO, capture_output=True, text=True,
+        # -m overrides the default "not heavy": ALWAYS's test is heavy (the sample never is)
+        done = subprocess.run(pytest_command("-q", "-x", "-m", RUNNABLE, node), cwd=REPO, capture_output=True, text=True,
                               timeout=PER_TEST_TIMEOUT_S)
         passed, output = done.returncode == 0, done.stdout + done.stderr  # 5 (nothing ran) is a failure too
     except subprocess.TimeoutExpired as e:
@@ -83,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("nodes", nargs="*", help="run exactly these node ids instead of a sample")
     args = parser.parse_args(argv)
 
-    nodes = args.nodes or choose(collect(), args.seed, args.sample, args.all_of)
+    nodes = args.nodes or choose(collect(), args.seed, args.sample, args.all_of, known=collect(RUNNABLE))
     print(f"{len(nodes)} tests, each alone (seed {args.seed}):", flush=True)
     if args.dry_run:
         print("\n".join(nodes))

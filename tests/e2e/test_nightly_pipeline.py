@@ -7,7 +7,11 @@ built once, by the first test that needs it: ``pipeline`` (the first run: v1), `
 A test asks for the stages it reads, so any selection passes alone; the tests that read an
 earlier stage (v1 as the only version, v1's Bento) sit above those that build or collect past it,
 and pytest keeps file order for any selection. The corrupt-input and canary tests build their
-stage mid-test (``request.getfixturevalue``), after what they check must come first."""
+stage mid-test (``request.getfixturevalue``), after what they check must come first.
+
+The tests that need the second run (a second pipeline run, the canary release, the garbage
+collection and reproduction past it: ~7 minutes) are heavy: `make test` stays well inside 30
+minutes, and .ci/run runs them with the heavy tests (and one of them alone, `make test-alone`)."""
 
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ from testbed.dag_runs import run_dag
 from tests.tools import NGINX, require_tool
 
 CONF = {"sample_fraction": 0.05, "epochs": 2}
+SECOND_RUN = pytest.mark.heavy  # see the module's docstring
 TEST_MONTHS = [11, 12]
 
 
@@ -237,6 +242,7 @@ def test_the_airflow_ui_shows_elearn_pages_of_the_run(chromium, pipeline):
         browser.close()
 
 
+@SECOND_RUN
 def test_corrupt_raw_input_fails_and_loses_nothing_then_second_run_is_version_2(pipeline, tmp_path, request):
     from elearn.datastores import get_catalog, read_arrow
     from elearn.objectstore import default_store
@@ -307,6 +313,7 @@ def degraded_copy(of: int) -> int:
     return mv.version
 
 
+@SECOND_RUN
 def test_canary_releases_a_broken_one_is_rolled_back_a_good_one_promoted(nginx, pipeline, second_run, request,
                                                                         capsys):
     import threading
@@ -419,6 +426,7 @@ def test_canary_releases_a_broken_one_is_rolled_back_a_good_one_promoted(nginx, 
     assert BentoDaemon("flight_delay", 2).state() is None
 
 
+@SECOND_RUN
 def test_each_snapshot_gets_its_own_study_and_gc_removes_an_unpinned_versions_bento(pipeline, second_run,
                                                                                      degraded_version):
     from datetime import timedelta
@@ -447,6 +455,7 @@ def test_each_snapshot_gets_its_own_study_and_gc_removes_an_unpinned_versions_be
     assert bentoml.get(v2.bento_tag) is not None and verify_version(store, objects, "flight_delay", 2).healthy
 
 
+@SECOND_RUN
 def test_reproduce_retrains_a_version_from_its_lineage(pipeline, second_run, capsys):
     from elearn.cli import main
 
