@@ -65,13 +65,17 @@ def airflow_standalone(workdir: Path, dag_files: list[Path], extra_env: dict | N
 
 
 def stop_process_group(proc: subprocess.Popen, grace_s: float) -> None:
-    """SIGTERM an Airflow command started in a session of its own, SIGKILL its group if it lingers."""
+    """SIGTERM an Airflow command started in a session of its own, then SIGKILL what is left of its
+    group: ``airflow standalone`` may exit while its scheduler still waits on its executor's workers
+    (seen: a scheduler left running after the benchmark, taking CPU from the next one)."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGTERM)
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=10)
 
 
 def trigger(url: str, dag_id: str, conf: dict | None = None) -> str:
