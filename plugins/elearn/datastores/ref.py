@@ -8,11 +8,28 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
+
+from elearn.errors import InvalidInput
 
 NAMESPACE = "datastores"
 CATALOG_NAME = "elearn"  # the SQL catalog keys tables by catalog name: readers must use the same
 ENV_PREFIX = "ELEARN_DATASTORE_"
+NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+MAX_NAME = 128
+
+
+def validate_name(name: str) -> None:
+    if not name:
+        raise InvalidInput("datastore name is empty; use lower-case letters, digits and '_'")
+    if "/" in name or "\\" in name or ".." in name:
+        raise InvalidInput(f"datastore name {name!r} must not contain path separators or '..'")
+    if len(name) > MAX_NAME:
+        raise InvalidInput(f"datastore name is {len(name)} characters long; the limit is {MAX_NAME}")
+    if not NAME_RE.fullmatch(name):
+        raise InvalidInput(f"datastore name {name!r} must start with a lower-case letter and hold only "
+                           f"lower-case letters, digits and '_'")
 
 
 def table_identifier(name: str) -> str:

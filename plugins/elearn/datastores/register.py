@@ -15,7 +15,6 @@ import hashlib
 import json
 import logging
 import random
-import re
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -33,14 +32,13 @@ from sqlalchemy import select
 
 from elearn.datastores.catalog import get_catalog, table_identifier, transaction
 from elearn.datastores.dbmodels import SqlDatastoreSnapshot
+from elearn.datastores.ref import validate_name  # noqa: F401 (incoming.py and serving import it from here)
 from elearn.datastores.writing import create_namespace, data_location, store_key
 from elearn.db import session_scope
 from elearn.errors import Conflict, DataError, InvalidInput
 from elearn.objectstore import ObjectStore
 
 log = logging.getLogger(__name__)
-NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
-MAX_NAME = 128
 PROP_PREFIX = "elearn."
 IDENTITY_KEYS = ("dag_id", "dag_run_id", "task_id")
 COMMIT_RETRIES = 8
@@ -77,18 +75,6 @@ class ParquetInput:
     bytes: int
     stats: dict
     footers: dict = field(default_factory=dict)  # key -> (pyarrow FileMetaData, size): read once, reused
-
-
-def validate_name(name: str) -> None:
-    if not name:
-        raise InvalidInput("datastore name is empty; use lower-case letters, digits and '_'")
-    if "/" in name or "\\" in name or ".." in name:
-        raise InvalidInput(f"datastore name {name!r} must not contain path separators or '..'")
-    if len(name) > MAX_NAME:
-        raise InvalidInput(f"datastore name is {len(name)} characters long; the limit is {MAX_NAME}")
-    if not NAME_RE.fullmatch(name):
-        raise InvalidInput(f"datastore name {name!r} must start with a lower-case letter and hold only "
-                           f"lower-case letters, digits and '_'")
 
 
 def schema_hash(schema) -> str:

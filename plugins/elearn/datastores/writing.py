@@ -19,6 +19,7 @@ from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError
 from sqlalchemy.exc import IntegrityError
 
 from elearn.datastores.catalog import NAMESPACE, get_catalog, table_identifier
+from elearn.datastores.ref import validate_name
 from elearn.errors import InvalidInput
 from elearn.objectstore import ObjectStore
 
@@ -61,8 +62,6 @@ def new_output_folder(name: str, *, objects: ObjectStore, catalog: Catalog | Non
     filesystem and path to write a key with. ``InvalidInput`` for a bad name, or when the
     datastore's table lives outside ``objects``.
     """
-    from elearn.datastores.register import validate_name
-
     validate_name(name)
     catalog = catalog or get_catalog()
     create_namespace(catalog)  # the default location reads the namespace's properties
