@@ -486,6 +486,17 @@ def compare_outputs(reference: Path, other: Path) -> list[str]:
 
 # ---------------------------------------------------------------- the Airflow task against spark-submit
 
+def landed_inputs(env: dict[str, str], prefix: str = "raw/nycflights13") -> dict[str, str]:
+    """The landed raw files under ``prefix`` as the task reads them (``local_inputs``), in ``env``'s home."""
+    probe = ("import json, sys; from elearn.objectstore import default_store; from elearn.rawdata import local_inputs; "
+             "print(json.dumps(local_inputs(default_store(), None, sys.argv[1])))")
+    done = subprocess.run([str(PYTHON), "-c", probe, prefix], env=env, capture_output=True, text=True, check=False,
+                          cwd=REPO)
+    if done.returncode != 0:
+        raise RuntimeError(f"could not read the landed inputs: {done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def airflow_env(home: Path) -> dict[str, str]:
     """A throwaway Airflow and elearn in ``home`` (as the tests and the Makefile set them up),
     the Spark connection on ``local[2]`` so the task and the direct submit run alike."""
@@ -536,13 +547,7 @@ def bench_overhead(home: Path, repeats: int, logs: Path) -> Overhead:
     if m.returncode != 0:
         raise RuntimeError("airflow db migrate failed:\n" + "\n".join(m.output.splitlines()[-25:]))
     airflow_task(env, "land_raw", "2026-01-01", logs / "airflow-land_raw.log")
-    # the task's own arguments: the landed files as the operator reads them, the sample fraction
-    probe = ("import json; from elearn.objectstore import default_store; from elearn.rawdata import local_inputs; "
-             "print(json.dumps(local_inputs(default_store(), None)))")
-    done = subprocess.run([str(PYTHON), "-c", probe], env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"could not read the landed inputs: {done.stderr[-2000:]}")
-    landed = json.loads(done.stdout.strip().splitlines()[-1])
+    landed = landed_inputs(env)  # the task's own arguments: the landed files as the operator reads them
     result = Overhead()
     for i in range(repeats):
         date = f"2026-01-{i + 2:02d}"
@@ -824,6 +829,19 @@ def check_scratch(parser, scratch: Path) -> None:
         parser.error(f"--scratch {scratch} is inside the repository; choose a folder outside it")
 
 
+def check_sizes(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
+    """``--sizes`` as sorted whole numbers; sizes and ``--repeats``/``--repeats-large`` at least 1;
+    ``--scratch`` outside the repository (``parser.error`` otherwise)."""
+    try:
+        args.sizes = sorted({int(s) for s in args.sizes.split(",")})
+    except ValueError:
+        parser.error(f"--sizes takes whole numbers separated by commas, got {args.sizes!r}")
+    if min(args.sizes) < 1 or args.repeats < 1 or args.repeats_large < 1:
+        parser.error("--sizes and --repeats must be at least 1")
+    check_scratch(parser, args.scratch)
+    return args
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_spark", description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="1,10,30", help="multiples of the 336,776 flights (default 1,10,30)")
@@ -836,18 +854,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=DEFAULT_PAGE, help=f"Markdown page (default {DEFAULT_PAGE})")
     parser.add_argument("--plot", type=Path, default=PLOT, help=f"plot to write (default {PLOT})")
     parser.add_argument("--no-write", action="store_true", help="only print (the plot goes to the scratch folder)")
-    args = parser.parse_args(argv)
-    try:
-        args.sizes = sorted({int(s) for s in args.sizes.split(",")})
-    except ValueError:
-        parser.error(f"--sizes takes whole numbers separated by commas, got {args.sizes!r}")
+    args = check_sizes(parser, parser.parse_args(argv))
     args.contenders = [c.strip() for c in args.contenders.split(",") if c.strip()]
     unknown = sorted(set(args.contenders) - set(CONTENDERS))
     if unknown or not args.contenders:
         parser.error(f"--contenders: unknown {unknown}; choose from {','.join(CONTENDERS)}")
-    if min(args.sizes) < 1 or args.repeats < 1 or args.repeats_large < 1:
-        parser.error("--sizes and --repeats must be at least 1")
-    check_scratch(parser, args.scratch)
     return args
 
 

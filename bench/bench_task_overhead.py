@@ -39,7 +39,6 @@ import os
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -49,8 +48,8 @@ from pathlib import Path
 
 import httpx
 
-from bench.bench_spark import (DEFAULT_SCRATCH, FLIGHTS_1X, OVERHEAD_GOAL, PYTHON, REPO, ROWS_1X, SPARK_MASTER,
-                               check_scratch, flights_csv, measure, raw_dir, result_rows, spark_command, spark_env)
+from bench.bench_spark import (DEFAULT_SCRATCH, FLIGHTS_1X, OVERHEAD_GOAL, REPO, ROWS_1X, SPARK_MASTER, check_sizes,
+                               flights_csv, landed_inputs, measure, raw_dir, result_rows, spark_command, spark_env)
 from bench.report import DEFAULT_PAGE, code_version, command_line, machine, write_section
 from testbed.airflow_standalone import airflow_standalone, trigger
 
@@ -113,16 +112,6 @@ def run_until_preprocess(url: str, conf: dict, timeout_s: float) -> dict:
     if ti["state"] != "success":
         raise RuntimeError(f"{TASK_ID} of {run_id} ended {ti['state']}; its log is under the Airflow home's logs/")
     return ti
-
-
-def landed_inputs(env: dict[str, str], prefix: str) -> dict[str, str]:
-    probe = ("import json, sys; from elearn.objectstore import default_store; from elearn.rawdata import local_inputs; "
-             "print(json.dumps(local_inputs(default_store(), None, sys.argv[1])))")
-    done = subprocess.run([str(PYTHON), "-c", probe, prefix], env=env, capture_output=True, text=True, check=False,
-                          cwd=REPO)
-    if done.returncode != 0:
-        raise RuntimeError(f"could not read the landed inputs: {done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def staged_rows(home: Path, run_id: str) -> int:
@@ -243,15 +232,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help=f"folder for the replicated CSVs (kept, reused) (default {DEFAULT_SCRATCH})")
     parser.add_argument("--out", type=Path, default=DEFAULT_PAGE, help=f"Markdown page (default {DEFAULT_PAGE})")
     parser.add_argument("--no-write", action="store_true", help="only print the figures")
-    args = parser.parse_args(argv)
-    try:
-        args.sizes = sorted({int(s) for s in args.sizes.split(",")})
-    except ValueError:
-        parser.error(f"--sizes takes whole numbers separated by commas, got {args.sizes!r}")
-    if min(args.sizes) < 1 or args.repeats < 1 or args.repeats_large < 1:
-        parser.error("--sizes and --repeats must be at least 1")
-    check_scratch(parser, args.scratch)
-    return args
+    return check_sizes(parser, parser.parse_args(argv))
 
 
 def main(argv: list[str] | None = None) -> int:
