@@ -333,9 +333,9 @@ def forked_not_yet_exec(proc) -> bool:
 
 
 def measure(cmd: list[str], env: dict[str, str] | None = None, timeout_s: float = RUN_TIMEOUT_S,
-            log: Path | None = None) -> Measured:
+            log: Path | None = None, poll_s: float = POLL_S) -> Measured:
     """Run ``cmd`` to its end; wall seconds, the peak sum of RSS over its whole process tree
-    (sampled every POLL_S; RSS, so pages a forked child still shares with its parent count twice,
+    (sampled every ``poll_s``; RSS, so pages a forked child still shares with its parent count twice,
     except in the moment between fork and exec)."""
     import psutil
 
@@ -361,7 +361,7 @@ def measure(cmd: list[str], env: dict[str, str] | None = None, timeout_s: float 
                     peak, peak_tree = sum(rss for *_, rss in sizes), sizes
                 if time.perf_counter() - start > timeout_s:
                     raise TimeoutError(f"{' '.join(cmd[:3])} ... ran past {timeout_s} s")
-                time.sleep(POLL_S)
+                time.sleep(poll_s)
             seconds = time.perf_counter() - start
         finally:
             if proc.poll() is None:

@@ -54,6 +54,9 @@ from bench.report import DEFAULT_PAGE, code_version, command_line, machine, writ
 from testbed.airflow_standalone import airflow_standalone, trigger
 
 DAG_ID, TASK_ID = "nightly_retraining", "preprocess"
+# how often each side is looked at while it runs: the task's state through the REST API (each answer
+# costs the API server CPU beside the job), the direct submit's process tree (psutil)
+POLL_S = 2.0
 SECTION = "bench_task_overhead"
 
 
@@ -101,7 +104,7 @@ def run_until_preprocess(url: str, conf: dict, timeout_s: float) -> dict:
             break
         if time.monotonic() > deadline:
             raise TimeoutError(f"{TASK_ID} of {run_id} still {ti['state']} after {timeout_s:.0f} s")
-        time.sleep(0.5)
+        time.sleep(POLL_S)
     if api(url, path)["state"] not in ("success", "failed"):
         api(url, path, "PATCH", {"state": "failed"})
     while any(t["state"] in ("running", "queued", "scheduled", "restarting")
@@ -122,6 +125,21 @@ def staged_rows(home: Path, run_id: str) -> int:
     return sum(pq.read_metadata(f).num_rows for p in mine for f in p.glob("*.parquet"))
 
 
+def before_submit(home: Path, run_id: str, start: datetime.datetime) -> float:
+    """Seconds from the task's ``start_date`` to its ``spark-submit`` (the provider logs the
+    command as it starts it), by the task's own log: what the task does before the job runs."""
+    logs = home / "airflow" / "logs" / f"dag_id={DAG_ID}" / f"run_id={run_id}" / f"task_id={TASK_ID}"
+    for path in sorted(logs.glob("attempt=*.log")):
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if str(record.get("event", "")).startswith("Spark-Submit cmd"):
+                return (parse_time(record["timestamp"]) - start).total_seconds()
+    return float("nan")
+
+
 @dataclass
 class SizeResult:
     size: int
@@ -130,6 +148,7 @@ class SizeResult:
     queued_s: list[float] = field(default_factory=list)
     direct_s: list[float] = field(default_factory=list)
     direct_peak_mib: float = 0.0
+    before_submit_s: list[float] = field(default_factory=list)
 
     def ratio(self, which: str = "task") -> float:
         med = statistics.median
@@ -152,11 +171,12 @@ def bench_size(url: str, home: Path, env: dict[str, str], scratch: Path, size: i
         result.task_s.append((end - start).total_seconds())
         result.queued_s.append((end - queued).total_seconds() if queued else float("nan"))
         task_rows = staged_rows(home, ti["dag_run_id"])
+        result.before_submit_s.append(before_submit(home, ti["dag_run_id"], start))
 
         out, log = scratch / "direct" / f"x{size}", logs / f"direct-x{size}-{i}.log"
         shutil.rmtree(out, ignore_errors=True)
         m = measure(spark_command(landed, out, master=SPARK_MASTER, extra=["--sample-fraction", "1.0"]),
-                    env=spark_env(env), log=log)
+                    env=spark_env(env), log=log, poll_s=POLL_S)
         rows = result_rows(m, f"direct spark-submit (log {log})")
         if rows != task_rows or rows != size * ROWS_1X:
             raise RuntimeError(f"{size}x: the task staged {task_rows:,} rows, the direct submit wrote {rows:,}, "
@@ -172,11 +192,16 @@ def bench_size(url: str, home: Path, env: dict[str, str], scratch: Path, size: i
 
 def figures_table(results: list[SizeResult]) -> str:
     med = statistics.median
-    lines = ["| size | rows out | runs | `spark-submit` (s) | task duration (s) | ratio | queued to end (s) | ratio |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    def spread(values: list[float]) -> str:
+        return f"{med(values):.1f} ({min(values):.1f}-{max(values):.1f})" if len(values) > 1 else f"{values[0]:.1f}"
+
+    lines = ["| size | rows out | runs | `spark-submit` (s), median (range) | task duration (s), median (range) | ratio "
+             "| queued to end (s) | ratio | task start to its submit (s) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
-        lines.append(f"| {r.size}x | {r.rows:,} | {len(r.task_s)} | {med(r.direct_s):.1f} | {med(r.task_s):.1f} | "
-                     f"**{r.ratio():.2f}** | {med(r.queued_s):.1f} | {r.ratio('queued'):.2f} |")
+        lines.append(f"| {r.size}x | {r.rows:,} | {len(r.task_s)} | {spread(r.direct_s)} | {spread(r.task_s)} | "
+                     f"**{r.ratio():.2f}** | {med(r.queued_s):.1f} | {r.ratio('queued'):.2f} | "
+                     f"{med(r.before_submit_s):.1f} |")
     return "\n".join(lines)
 
 
@@ -214,10 +239,13 @@ up. A warm-up run per size lands the files first; the rest of each run is stoppe
 
 {verdict(results)}
 
-What the task adds before its submit, by its log: the task process parses the DAG file (~1.6 s,
-most of it the KubernetesPodOperator provider's import) and checks the landed inputs' sha256 (one
-read of each file). The rest of Airflow's part is the job running beside Airflow (the scheduler's
-loop, the task's supervisor and heartbeats) and, above 1x, the spread of one run each. `airflow
+What the task adds before its submit is the last column, read from the task's own log (from
+`start_date` to the provider's "Spark-Submit cmd" line): the task process parsing the DAG file
+(most of it the KubernetesPodOperator provider's import) and checking the landed inputs' sha256
+(one read of each file). The rest of Airflow's part is the job running beside Airflow (the
+scheduler's loop, the task's supervisor and heartbeats, the API answering the bench's poll every
+{POLL_S:.0f} s; the direct submit's processes are sampled as often) and
+the runs' spread (the ranges). `airflow
 tasks test`, which starts a whole Airflow CLI process per task, is not how a scheduler runs a task;
 its figure (section bench_spark) adds ~15 s of CLI start-up.
 """
@@ -226,8 +254,8 @@ its figure (section bench_spark) adds ~15 s of CLI start-up.
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_task_overhead", description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="1,10,30", help="multiples of the 336,776 flights (default 1,10,30)")
-    parser.add_argument("--repeats", type=int, default=3, help="rounds at 1x; medians (default 3)")
-    parser.add_argument("--repeats-large", type=int, default=1, help="rounds above 1x (default 1)")
+    parser.add_argument("--repeats", type=int, default=5, help="rounds at 1x; medians (default 5)")
+    parser.add_argument("--repeats-large", type=int, default=3, help="rounds above 1x (default 3)")
     parser.add_argument("--scratch", type=Path, default=DEFAULT_SCRATCH,
                         help=f"folder for the replicated CSVs (kept, reused) (default {DEFAULT_SCRATCH})")
     parser.add_argument("--out", type=Path, default=DEFAULT_PAGE, help=f"Markdown page (default {DEFAULT_PAGE})")
