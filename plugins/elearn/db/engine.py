@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 from pathlib import Path
 
+import msgspec
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -18,12 +20,22 @@ _lock = threading.Lock()
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
+def json_loads(text: str):
+    """JSON columns as read back: msgspec's decoder (~4x the standard library's: a list of 10,000
+    versions decodes 40,000 values), the standard library's for what msgspec refuses and
+    ``json.dumps`` writes (NaN, Infinity: a metric of a run that diverged)."""
+    try:
+        return msgspec.json.decode(text)
+    except msgspec.DecodeError:
+        return json.loads(text)
+
+
 def _make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, json_deserializer=json_loads)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):
@@ -34,7 +46,7 @@ def _make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, json_deserializer=json_loads)
 
 
 def get_engine(url: str | None = None, migrate: bool = True) -> Engine:

@@ -47,15 +47,21 @@ class SqlModelVersion(Base):
     collected_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
     def to_entity(self, aliases: list[str] | None = None, tags: dict | None = None) -> ModelVersion:
-        return ModelVersion(
-            model_name=self.model_name, version=self.version, status=self.status,
-            status_message=self.status_message, artifact_uri=self.artifact_uri, files=dict(self.files or {}),
-            metrics=dict(self.metrics or {}), params=dict(self.params or {}), lineage=dict(self.lineage or {}),
-            dag_run_id=self.dag_run_id, bento_tag=self.bento_tag, saved=self.saved, saved_by=self.saved_by,
-            saved_at=self.saved_at, saved_reason=self.saved_reason, created_at=self.created_at,
-            aliases=sorted(aliases or []), tags=dict(tags or {}), owner=self.owner,
-            lease_expires_at=self.lease_expires_at, collected_at=self.collected_at,
-        )
+        return version_entity(self, aliases, tags)
+
+
+def version_entity(row, aliases: list[str] | None = None, tags: dict | None = None) -> ModelVersion:
+    """A ``ModelVersion`` from anything with the columns of ``model_versions`` as attributes: an
+    ``SqlModelVersion`` or a plain row of its columns (lists read rows: no ORM object per version)."""
+    return ModelVersion(
+        model_name=row.model_name, version=row.version, status=row.status,
+        status_message=row.status_message, artifact_uri=row.artifact_uri, files=dict(row.files or {}),
+        metrics=dict(row.metrics or {}), params=dict(row.params or {}), lineage=dict(row.lineage or {}),
+        dag_run_id=row.dag_run_id, bento_tag=row.bento_tag, saved=row.saved, saved_by=row.saved_by,
+        saved_at=row.saved_at, saved_reason=row.saved_reason, created_at=row.created_at,
+        aliases=sorted(aliases or []), tags=dict(tags or {}), owner=row.owner,
+        lease_expires_at=row.lease_expires_at, collected_at=row.collected_at,
+    )
 
 
 class SqlModelAlias(Base):
