@@ -103,3 +103,25 @@ def test_an_output_folder_outside_the_store_is_refused(elearn_home, tmp_path):
         new_output_folder("elsewhere", objects=ObjectStore(f"file://{tmp_path}/another-store"))
     with pytest.raises(InvalidInput, match="must start with a lower-case letter"):
         new_output_folder("Bad", objects=default_store())
+
+
+def test_a_replace_reads_each_current_manifest_once(objects, monkeypatch):
+    """The files a replace removes are read once per commit (pyiceberg's overwrite reads the
+    current manifest list and manifests again for the entries it keeps and deletes): each read
+    is a HEAD and a GET on S3."""
+    for run in ("r1", "r2"):
+        folder = new_output_folder("reads", objects=objects)
+        write_output(objects, folder, table(30))
+        register_datastore("reads", folder, objects=objects, properties=props(run), mode="append")
+    io_class = type(get_catalog().load_table("datastores.reads").io)
+    reads = []
+    real_new_input = io_class.new_input
+    monkeypatch.setattr(io_class, "new_input", lambda self, location: reads.append(location) or
+                        real_new_input(self, location))
+    folder = new_output_folder("reads", objects=objects)
+    write_output(objects, folder, table(20))
+    register_datastore("reads", folder, objects=objects, properties=props("r3"))
+    avro = [loc for loc in reads if loc.endswith(".avro")]
+    assert len(avro) >= 3  # the manifest list and the two appends' manifests
+    assert sorted(avro) == sorted(set(avro))  # none read twice
+    assert read_arrow("reads").num_rows == 20 and len(files_of_every_snapshot("reads")) == 6

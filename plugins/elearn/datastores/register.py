@@ -12,6 +12,7 @@ another writer is retried on the new table state. Every snapshot gets a bookkeep
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import random
@@ -25,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException, NoSuchTableError, TableAlreadyExistsError
+from pyiceberg.io import FileIO, InputFile, InputStream, OutputFile
 from pyiceberg.io.pyarrow import (_pyarrow_to_schema_without_ids, compute_statistics_plan,
                                   data_file_statistics_from_parquet_metadata, parquet_path_to_id_mapping)
 from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
@@ -221,6 +223,47 @@ def _data_files(table_metadata, uris: list[str], footers) -> list[DataFile]:
     return files
 
 
+class _BytesInput(InputFile):
+    def __init__(self, location: str, data: bytes):
+        super().__init__(location)
+        self._data = data
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def exists(self) -> bool:
+        return True
+
+    def open(self, seekable: bool = True) -> InputStream:
+        return io.BytesIO(self._data)
+
+
+class _ReadOnceIO(FileIO):
+    """A table's FileIO that reads each manifest list and manifest (``.avro``) once: Iceberg
+    never rewrites a file in place, and one replace reads the current ones three times (the check
+    of the files held, then pyiceberg's overwrite: the manifests it keeps, the entries it
+    deletes), each read a HEAD and a GET on S3. Writes and deletes go to ``inner``."""
+
+    def __init__(self, inner: FileIO):
+        super().__init__(inner.properties)
+        self._inner = inner
+        self._read: dict[str, bytes] = {}
+
+    def new_input(self, location: str) -> InputFile:
+        if not location.endswith(".avro"):
+            return self._inner.new_input(location)
+        if location not in self._read:
+            with self._inner.new_input(location).open() as stream:
+                self._read[location] = stream.read()
+        return _BytesInput(location, self._read[location])
+
+    def new_output(self, location: str) -> OutputFile:
+        return self._inner.new_output(location)
+
+    def delete(self, location) -> None:
+        self._inner.delete(location)
+
+
 def _current_files(table, current_snapshot_id: int) -> list[DataFile]:
     return [task.file for task in table.scan(snapshot_id=current_snapshot_id).plan_files()]
 
@@ -314,6 +357,7 @@ def _commit(name: str, inp: ParquetInput, props: dict, *, catalog: Catalog, mode
                     log.info("created datastore %s at %s", ident, table.location())
                 except TableAlreadyExistsError:  # another writer created it a moment ago
                     table = catalog.load_table(ident)
+            table.io = _ReadOnceIO(table.io)  # this attempt reads the current manifests once
             if any(table.metadata.properties.get(k) != v for k, v in TABLE_PROPERTIES.items()):
                 with transaction(table) as tx:  # the commit refreshes ``table`` in place
                     tx.set_properties(**TABLE_PROPERTIES)
