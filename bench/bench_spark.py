@@ -678,7 +678,6 @@ def figures_table(r: Results) -> str:
 
 def overhead_table(o: Overhead) -> str:
     med = statistics.median
-    goal = "meets" if o.ratio <= OVERHEAD_GOAL else "misses"
     return "\n".join([
         "| run (1x, sample fraction 1.0) | wall (s, median) | peak memory |", "|---|---:|---:|",
         f"| `spark-submit` of the job, the task's arguments | {med(o.direct_s):.1f} | {mib(o.direct_peak_mib)} |",
@@ -687,7 +686,8 @@ def overhead_table(o: Overhead) -> str:
         "",
         f"Airflow's part (task minus direct): {med(o.airflow_s) - med(o.direct_s):.1f} s; Airflow's start-up "
         f"alone (the trivial task): {med(o.trivial_s):.1f} s.",
-        f"Ratio task / direct: **{o.ratio:.2f}** ({goal} the goal of <= {OVERHEAD_GOAL:.2f}); with Airflow's "
+        f"Ratio task / direct: **{o.ratio:.2f}** (the CLI's; the goal of <= {OVERHEAD_GOAL:.2f} is judged on the "
+        f"task as a scheduler runs it, section bench_task_overhead); with Airflow's "
         f"start-up (the trivial task) taken off: {o.ratio_without_startup:.2f}. Repeats: {len(o.direct_s)}, "
         f"interleaved."])
 
