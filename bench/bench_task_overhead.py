@@ -193,7 +193,9 @@ def bench_size(url: str, home: Path, env: dict[str, str], scratch: Path, size: i
 def figures_table(results: list[SizeResult]) -> str:
     med = statistics.median
     def spread(values: list[float]) -> str:
-        return f"{med(values):.1f} ({min(values):.1f}-{max(values):.1f})" if len(values) > 1 else f"{values[0]:.1f}"
+        if len(values) == 1:
+            return f"{values[0]:.1f}"
+        return f"{med(values):.1f} ({min(values):.1f}-{max(values):.1f})"
 
     lines = ["| size | rows out | runs | `spark-submit` (s), median (range) | task duration (s), median (range) | ratio "
              "| queued to end (s) | ratio | task start to its submit (s) |",
