@@ -13,6 +13,7 @@ validation and the same prediction path (``FlightDelay.answer``).
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import os
 from http import HTTPStatus
 from pathlib import Path
@@ -175,6 +176,15 @@ class FlightDelay:
         # greedy: what queued during a call is the next call; else each request (or BentoML's batch) alone
         self.batcher = Batcher(self.answer, MAX_BATCH if BATCHING == "greedy" else 0)
         self.grpc = None
+
+    @bentoml.on_startup
+    def keep_startup_objects_out_of_collections(self) -> None:
+        """The ~480,000 objects of TensorFlow, Keras and the model, loaded for good, out of the
+        garbage collector's reach: a full collection walked them all, ~250 ms in which the worker
+        answered nothing (the p99 of a worker at 200 requests/s). Collections now see only what
+        requests allocate."""
+        gc.collect()
+        gc.freeze()
 
     @bentoml.on_startup
     async def serve_grpc(self) -> None:
