@@ -45,6 +45,7 @@ PROP_PREFIX = "elearn."
 IDENTITY_KEYS = ("dag_id", "dag_run_id", "task_id")
 COMMIT_RETRIES = 8
 FOOTER_READERS = 8
+PLACERS = 8  # files copied or uploaded at a time into the table's data location
 # pyiceberg retries a conflicting commit by rebasing its snapshot producers on the new state,
 # which keeps decisions taken on the old one (e.g. "nothing to delete yet"); elearn retries
 # itself, re-deciding everything on the fresh table, so pyiceberg's own retry is switched off.
@@ -465,17 +466,23 @@ def register_datastore(name: str, staged: Path | str, *, objects: ObjectStore, p
         if prefix is not None and objects.uri(prefix).startswith(data):
             return inp.uris, True  # written in place (new_output_folder): nothing to copy
         # copy into the table's data location under a fresh folder; nothing references it until the commit
-        uris = []
-        for key in keys:  # relative paths kept: files in subfolders may share a name
-            target = f"{folder}/{key}"
+
+        def place_one(key: str) -> str:
+            target = f"{folder}/{key}"  # relative paths kept: files in subfolders may share a name
             if prefix is None:
                 objects.put_file(source.local_path(key), target, link=True)
             elif objects.is_s3:
                 objects.copy(f"{prefix}/{key}", target, checksum=False)
             else:
                 objects.put_file(objects.local_path(f"{prefix}/{key}"), target, link=True)
-            uris.append(objects.uri(target))
-        return uris, False
+            return objects.uri(target)
+
+        if len(keys) == 1:
+            return [place_one(keys[0])], False
+        # PLACERS at a time: a copy runs in the kernel (copy_file_range) and an upload waits on the
+        # network, both without the GIL (8 files copied across filesystems: ~2x faster)
+        with ThreadPoolExecutor(min(PLACERS, len(keys))) as pool:
+            return list(pool.map(place_one, keys)), False  # the first failure, in key order
 
     return _commit(name, inp, props, catalog=catalog, mode=mode, allow_incompatible=allow_incompatible,
                    allow_empty=allow_empty, prepare=place)
