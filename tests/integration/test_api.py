@@ -30,7 +30,7 @@ def api(tmp_path_factory):
 
 
 def seed_registry(home):
-    """flight_delay v1 (READY, candidate) and v2 (READY), a study with two trials, a gang run."""
+    """flight_delay v1 (READY, candidate) and v2 (READY, its loss NaN), a study with two trials, a gang run."""
     from elearn.objectstore import default_store
     from elearn.registry import get_store, publish_version
     from elearn.tuning import StudyConfig, ask, create_study, tell
@@ -41,9 +41,10 @@ def seed_registry(home):
     staged.mkdir(parents=True)
     (staged / "model.keras").write_bytes(b"model bytes")
     objects.put_file(staged / "model.keras", "staged/model.keras")
-    for n in (1, 2):
+    for n in (1, 2):  # v2's loss diverged: NaN
         publish_version(store, objects, "flight_delay", "staged", params={"learning_rate": 0.01 * n},
-                        metrics={"auc": 0.6 + n / 100}, dag_run_id=f"manual__{n}",
+                        metrics={"auc": 0.6 + n / 100, "loss": 0.5 if n == 1 else float("nan")},
+                        dag_run_id=f"manual__{n}",
                         lineage={"datastore": "flight_features", "snapshot_id": 1000 + n, "dag_id": "nightly_retraining",
                                  "dag_run_id": f"manual__{n}", "datastore_rows": 100})
     store.set_alias("flight_delay", "candidate", 1)
@@ -96,6 +97,12 @@ def test_a_viewer_reads_but_cannot_change(api):
         assert [(m["name"], m["versions"]) for m in models] == [("flight_delay", 2)]
         versions = viewer.get("/api/v1/models/flight_delay/versions").json()
         assert [v["version"] for v in versions] == [2, 1]
+        # a diverged loss is null in a list as in one version (JSON has no NaN: a browser's JSON.parse
+        # refuses the bare token)
+        listed = viewer.get("/api/v1/models/flight_delay/versions")
+        assert [v["metrics"]["loss"] for v in listed.json()] == [None, 0.5] and "NaN" not in listed.text
+        one = viewer.get("/api/v1/models/flight_delay/versions/2")
+        assert one.json()["metrics"]["loss"] is None and "NaN" not in one.text
         one = viewer.get("/api/v1/models/flight_delay/versions/1").json()
         assert one["lineage"]["snapshot_id"] == 1001 and one["aliases"] == ["candidate"]
         assert viewer.get("/api/v1/models/flight_delay/versions", params={"limit": 1, "offset": 1}).json()[0][

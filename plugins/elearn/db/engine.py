@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import threading
 from pathlib import Path
 
@@ -20,14 +21,50 @@ _lock = threading.Lock()
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
-def json_loads(text: str):
-    """JSON columns as read back: msgspec's decoder (~4x the standard library's: a list of 10,000
-    versions decodes 40,000 values), the standard library's for what msgspec refuses and
-    ``json.dumps`` writes (NaN, Infinity: a metric of a run that diverged)."""
+NON_FINITE = "__elearn_float__"  # {"__elearn_float__": "nan"}: a NaN or an infinity in a JSON column
+
+
+def json_dumps(value) -> str:
+    """JSON columns as written: the standard library's JSON, but NaN and ±Infinity (the loss of
+    a run that diverged), which PostgreSQL's JSON type refuses (the insert failed), are written
+    as ``{"__elearn_float__": "nan"}`` ("inf", "-inf"), on every database; ``json_loads`` gives
+    the floats back."""
     try:
-        return msgspec.json.decode(text)
+        return json.dumps(value, allow_nan=False)
+    except ValueError:
+        return json.dumps(_tag_non_finite(value), allow_nan=False)
+
+
+def _tag_non_finite(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return {NON_FINITE: str(value)}
+    if isinstance(value, dict):
+        return {k: _tag_non_finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_tag_non_finite(v) for v in value]
+    return value
+
+
+def _untag_non_finite(value):
+    if isinstance(value, dict):
+        if len(value) == 1 and isinstance(value.get(NON_FINITE), str):
+            return float(value[NON_FINITE])
+        return {k: _untag_non_finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_untag_non_finite(v) for v in value]
+    return value
+
+
+def json_loads(text: str | bytes):
+    """JSON columns as read back: msgspec's decoder (~4x the standard library's: a list of 10,000
+    versions decodes 40,000 values), the standard library's for the NaN and Infinity tokens that
+    rows written before ``json_dumps`` hold (SQLite took them); tagged non-finite floats restored."""
+    try:
+        value = msgspec.json.decode(text)
     except msgspec.DecodeError:
         return json.loads(text)
+    marker = NON_FINITE if isinstance(text, str) else NON_FINITE.encode()
+    return _untag_non_finite(value) if marker in text else value
 
 
 def _make_engine(url: str) -> Engine:
@@ -36,7 +73,7 @@ def _make_engine(url: str) -> Engine:
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
-                               json_deserializer=json_loads)
+                               json_serializer=json_dumps, json_deserializer=json_loads)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):
@@ -47,7 +84,7 @@ def _make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, json_deserializer=json_loads)
+    return create_engine(url, pool_pre_ping=True, json_serializer=json_dumps, json_deserializer=json_loads)
 
 
 def get_engine(url: str | None = None, migrate: bool = True) -> Engine:
