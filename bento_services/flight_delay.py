@@ -28,6 +28,7 @@ from bento_services.oip.batching import Batcher
 from bento_services.oip.grpc_server import start_grpc
 from bento_services.oip.model import ServedModel
 from bento_services.oip.rest import rest_app
+from bento_services.oip.timeouts import cancel_request_timers
 from elearn.features.predict import FlightScorer
 
 
@@ -217,3 +218,4 @@ class FlightDelay:
 
 
 FlightDelay.add_asgi_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+cancel_request_timers()  # BentoML's request timeout kept every request alive for `timeout` seconds
