@@ -180,10 +180,9 @@ class FlightDelay:
 
     @bentoml.on_startup
     def keep_startup_objects_out_of_collections(self) -> None:
-        """The ~480,000 objects of TensorFlow, Keras and the model, loaded for good, out of the
-        garbage collector's reach: a full collection walked them all, ~250 ms in which the worker
-        answered nothing (the p99 of a worker at 200 requests/s). Collections now see only what
-        requests allocate."""
+        """The ~485,000 objects of TensorFlow, Keras and the model, loaded for good, out of the
+        garbage collector's reach: a full collection walked them all, 230-290 ms in which the
+        worker answered nothing. Collections now see only what requests allocate."""
         gc.collect()
         gc.freeze()
 
