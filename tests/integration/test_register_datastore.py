@@ -230,3 +230,18 @@ def test_a_folder_a_cluster_wrote_into_the_store_is_copied_into_the_table(home, 
         register_datastore("demo", objects.uri("staging/nope"), objects=objects, properties=props("r2"))
     with pytest.raises(InvalidInput, match="is outside the object store"):
         register_datastore("demo", "s3://another-bucket/out", objects=objects, properties=props("r3"))
+
+
+def test_replaces_do_not_pile_up_manifests_and_every_snapshot_stays_readable(home, tmp_path):
+    """pyiceberg's overwrite carried every earlier snapshot's manifest of deleted files forward, so
+    each replace made the next plan and commit read one more manifest; the current snapshot now
+    lists its own added and deleted files only, and each earlier snapshot still reads its rows."""
+    objects = default_store()
+    snaps = [register_datastore("pile", staged(tmp_path / f"s{i}", table(10 + i)), objects=objects,
+                                properties=props(f"r{i}")) for i in range(5)]
+    t = get_catalog().load_table("datastores.pile")
+    manifests = t.current_snapshot().manifests(t.io)
+    assert [(m.added_files_count, m.existing_files_count, m.deleted_files_count) for m in manifests] == \
+        [(2, 0, 0), (0, 0, 2)]
+    assert read_arrow("pile").num_rows == 14
+    assert [read_arrow("pile", s.snapshot_id).num_rows for s in snaps] == [10, 11, 12, 13, 14]

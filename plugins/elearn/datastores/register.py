@@ -278,10 +278,23 @@ def _replace_files(tx, old_files: list[DataFile], uris: list[str], inp: ParquetI
     # tx.table_metadata is rebuilt (deep-copied) by pyiceberg on every access: read it once
     new_files = _data_files(tx.table_metadata, uris, inp.footers.values())
     with tx.update_snapshot(snapshot_properties=snapshot_properties).overwrite() as overwrite:
+        process = overwrite._process_manifests
+        overwrite._process_manifests = lambda manifests: process(_without_spent(manifests, overwrite._snapshot_id))
         for data_file in old_files:
             overwrite.delete_data_file(data_file)
         for data_file in new_files:
             overwrite.append_data_file(data_file)
+
+
+def _without_spent(manifests: list, snapshot_id: int) -> list:
+    """The manifests of a new snapshot without those of earlier snapshots that list deleted files
+    only. pyiceberg 0.12's overwrite carries them forward (Java Iceberg drops them), so after N
+    replaces the table's current snapshot had N manifests to read at every plan and commit: a
+    registration grew by ~5 ms a snapshot on a local disk (54 ms at the 3rd, 181 ms at the 27th)
+    and by a HEAD and a GET each on S3. A manifest holding a live file (added or existing, or
+    counts unknown) is always kept, and so are this snapshot's own."""
+    return [m for m in manifests
+            if m.added_snapshot_id == snapshot_id or m.has_added_files() or m.has_existing_files()]
 
 
 def _append_files(tx, uris: list[str], inp: ParquetInput, snapshot_properties: dict) -> None:
