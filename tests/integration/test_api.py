@@ -95,11 +95,10 @@ def test_a_viewer_reads_but_cannot_change(api):
     with api.client("viewer") as viewer:
         models = viewer.get("/api/v1/models").json()
         assert [(m["name"], m["versions"]) for m in models] == [("flight_delay", 2)]
-        versions = viewer.get("/api/v1/models/flight_delay/versions").json()
-        assert [v["version"] for v in versions] == [2, 1]
+        listed = viewer.get("/api/v1/models/flight_delay/versions")
+        assert [v["version"] for v in listed.json()] == [2, 1]
         # a diverged loss is null in a list as in one version (JSON has no NaN: a browser's JSON.parse
         # refuses the bare token)
-        listed = viewer.get("/api/v1/models/flight_delay/versions")
         assert [v["metrics"]["loss"] for v in listed.json()] == [None, 0.5] and "NaN" not in listed.text
         one = viewer.get("/api/v1/models/flight_delay/versions/2")
         assert one.json()["metrics"]["loss"] is None and "NaN" not in one.text

@@ -490,8 +490,6 @@ def register_datastore(name: str, staged: Path | str, *, objects: ObjectStore, p
                 objects.put_file(objects.local_path(f"{prefix}/{key}"), target, link=True)
             return objects.uri(target)
 
-        if len(keys) == 1:
-            return [place_one(keys[0])], False
         # PLACERS at a time: a copy runs in the kernel (copy_file_range) and an upload waits on the
         # network, both without the GIL (10x, 8 files from /dev/shm: register 0.079 -> 0.065 s)
         with ThreadPoolExecutor(min(PLACERS, len(keys))) as pool:
